@@ -1,0 +1,107 @@
+"""Typed, versioned messages that travel between stages.
+
+Every message carries `schema_version`; a consumer rejects (dead-letters) a version it does not know rather than
+guessing. Topic names live in settings (`kafka.topics`), not here.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+EntityType = Literal["person", "organization", "location", "event", "product", "misc"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _as_utc(value: datetime) -> datetime:
+    """Naive datetimes are taken as UTC; aware ones are converted, so every stage compares like with like."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=False)
+
+
+class Article(_Message):
+    """One feed item, normalised by the poller. Topic: `kafka.topics.articles`, key: `id`."""
+
+    schema_version: Literal[1] = 1
+    id: str = Field(min_length=1, description="stable id: hash of canonical URL, else GUID, else content")
+    feed: str = Field(description="URL of the feed the item came from")
+    source: str = Field(description="outlet name (feed title or host)")
+    url: str | None = None
+    title: str = ""
+    summary: str = ""
+    text: str = ""
+    published: datetime = Field(default_factory=utcnow)
+    fetched_at: datetime = Field(default_factory=utcnow)
+
+    _utc = field_validator("published", "fetched_at")(_as_utc)
+
+    @property
+    def body(self) -> str:
+        """The longest textual content we have: full text, else summary."""
+        return self.text if len(self.text) >= len(self.summary) else self.summary
+
+
+class Entity(_Message):
+    """A canonical entity on one article."""
+
+    name: str
+    type: EntityType
+    mentions: list[str] = Field(default_factory=list, description="surface forms seen in the article")
+    count: int = Field(1, ge=1)
+
+
+class TaggedArticle(Article):
+    """Article + language + entities, from the tagging stage. Topic: `kafka.topics.tagged` (one partition)."""
+
+    language: str | None = None
+    entities: list[Entity] = Field(default_factory=list)
+
+
+class EnrichedArticle(TaggedArticle):
+    """Tagged article + its story. Topic: `kafka.topics.enriched`, key: `id`. Indexed as one document."""
+
+    story_id: str
+    duplicate_of: str | None = None
+    story: Story | None = Field(None, description="snapshot of the story after this article joined it")
+
+
+class Story(_Message):
+    """One real-world event. Snapshots carry `revision`, so an older snapshot never overwrites a newer one."""
+
+    schema_version: Literal[1] = 1
+    story_id: str
+    title: str
+    article_count: int = 0
+    duplicate_count: int = 0
+    sources: list[str] = Field(default_factory=list)
+    first_seen: datetime
+    last_seen: datetime
+    entities: list[Entity] = Field(default_factory=list)
+    article_ids: list[str] = Field(default_factory=list)
+    revision: int = Field(1, ge=1)
+
+    _utc = field_validator("first_seen", "last_seen")(_as_utc)
+
+
+class DeadLetter(_Message):
+    """A record that could not be processed, with why. Topic: `kafka.topics.deadletter`."""
+
+    schema_version: Literal[1] = 1
+    stage: str
+    reason: str
+    payload: str = Field(description="the original bytes, decoded as UTF-8 with replacement")
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+    at: datetime = Field(default_factory=utcnow)
+
+
+EnrichedArticle.model_rebuild()

