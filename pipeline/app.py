@@ -1,0 +1,202 @@
+"""The stream topology (faust-streaming), top-down:
+
+    articles (N partitions, key=article id)
+        -> tag        parallel: language + canonical entities, batched spaCy      [any worker]
+    tagged (1 partition)
+        -> assign     ordered: exact/near duplicates + story assignment            [one worker at a time]
+                      state: three changelog-backed tables (stories, assignments, dedup keys)
+    enriched (N partitions, key=article id)  -> indexer (separate process)
+    deadletter  <- anything that cannot be processed, with the reason and original bytes
+
+Why two stages: tagging is the expensive, embarrassingly parallel part; story assignment must see every article
+in one order so that two reports of the same event arriving at different workers still meet. Assignment is
+cheap, so one partition is not the bottleneck; its tables have a standby replica on the other workers, so a
+crash or rebalance moves it without losing stories.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+from pydantic import ValidationError
+
+from pipeline import bus, status
+from pipeline.dedup import StoryEngine
+from pipeline.entities import EntityTagger
+from pipeline.models import Article, DeadLetter, EnrichedArticle, TaggedArticle
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+EXPIRE_EVERY_S = 60.0
+
+
+@dataclass
+class TableStore:
+    """The dedup engine's state, held in Faust tables (so: in Kafka changelogs)."""
+
+    stories: MutableMapping[str, dict[str, Any]]
+    articles: MutableMapping[str, dict[str, Any]]
+    keys: MutableMapping[str, str]
+
+
+@dataclass
+class WorkerStats:
+    tagged: int = 0
+    assigned: int = 0
+    new_stories: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+
+    def as_status(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def parse_article(raw: bytes | None) -> Article:
+    """Decode one message; raises ValueError with a readable reason for anything that is not an Article v1."""
+    if not raw:
+        raise ValueError("empty message")
+    try:
+        return Article.model_validate_json(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ValueError(f"not an Article v1: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+
+
+def tag_isolating_failures(tagger: EntityTagger, articles: list[Article]) -> tuple[list[TaggedArticle], list[DeadLetter]]:
+    """Tag a batch; if the batch fails, retry one by one so a single poison article cannot block the others."""
+    try:
+        return tagger.tag(articles), []
+    except Exception:
+        log.exception("tagging a batch of %d failed; isolating the bad article(s)", len(articles))
+    good: list[TaggedArticle] = []
+    dead: list[DeadLetter] = []
+    for a in articles:
+        try:
+            good.extend(tagger.tag([a]))
+        except Exception as exc:
+            dead.append(bus.dead_letter("tag", f"tagging failed: {type(exc).__name__}: {exc}", a.model_dump_json()))
+    return good, dead
+
+
+def create_app(settings: Settings) -> faust.App:
+    """Build the Faust app: topics, tables and the two agents."""
+    topics = settings.kafka.topics
+    datadir = settings.stack.state_dir / "faust" / f"{settings.worker.app_id}-{os.getpid()}"
+    datadir.parent.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        settings.worker.app_id,
+        broker=[f"kafka://{h.strip()}" for h in settings.kafka.bootstrap_servers.split(",")],
+        store="memory://",
+        datadir=str(datadir),
+        topic_partitions=settings.kafka.partitions,
+        topic_replication_factor=settings.kafka.replication_factor,
+        value_serializer="raw",
+        key_serializer="raw",
+        processing_guarantee="at_least_once",
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        table_standby_replicas=1,
+        web_enabled=False,
+    )
+    articles_topic = app.topic(topics.articles, partitions=settings.kafka.partitions)
+    tagged_topic = app.topic(topics.tagged, partitions=1)
+    enriched_topic = app.topic(topics.enriched, partitions=settings.kafka.partitions)
+    deadletter_topic = app.topic(topics.deadletter, partitions=1)
+
+    table_opts: dict[str, Any] = {
+        "partitions": 1,  # co-partitioned with the single-partition `tagged` topic
+        "schema": faust.Schema(key_serializer="json", value_serializer="json"),
+    }
+    store = TableStore(
+        stories=app.Table("stories", **table_opts),
+        articles=app.Table("assignments", **table_opts),
+        keys=app.Table("dedup-keys", **table_opts),
+    )
+    stats = WorkerStats()
+    engine_holder: dict[str, StoryEngine] = {}
+    tagger_holder: dict[str, EntityTagger] = {}
+
+    async def send_dead(records: list[DeadLetter]) -> None:
+        for d in records:
+            log.warning("dead letter from %s: %s", d.stage, d.reason)
+            await deadletter_topic.send(key=d.stage.encode(), value=d.model_dump_json().encode())
+        stats.dead_letters += len(records)
+
+    @app.agent(articles_topic, name="tag")
+    async def tag(stream: faust.StreamT[bytes]) -> None:
+        """Parallel stage: decode, detect language, tag entities (spaCy, batched, off the event loop)."""
+        loop = asyncio.get_running_loop()
+        if "tagger" not in tagger_holder:
+            tagger_holder["tagger"] = await loop.run_in_executor(None, EntityTagger, settings.entities)
+        tagger = tagger_holder["tagger"]
+        async for batch in stream.take(settings.worker.tag_batch_size, within=settings.worker.tag_batch_window_s):
+            good: list[Article] = []
+            dead: list[DeadLetter] = []
+            for raw in batch:
+                try:
+                    good.append(parse_article(raw))
+                except ValueError as exc:
+                    dead.append(bus.dead_letter("tag", str(exc), raw, topic=topics.articles))
+            tagged, failed = await loop.run_in_executor(None, tag_isolating_failures, tagger, good)
+            for t in tagged:
+                await tagged_topic.send(key=t.id.encode(), value=t.model_dump_json().encode())
+            await send_dead(dead + failed)
+            stats.tagged += len(tagged)
+            status.write("worker", stats.as_status())
+
+    @app.on_partitions_revoked.connect
+    async def _drop_engine(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        """The derived in-memory index is rebuilt from the tables after the next assignment."""
+        engine_holder.clear()
+
+    @app.agent(tagged_topic, name="assign")
+    async def assign(stream: faust.StreamT[bytes]) -> None:
+        """Ordered stage: one story per event, duplicates marked; replay of an article returns its old answer."""
+        last_expire = time.monotonic()
+        async for event in stream.events():
+            if "engine" not in engine_holder:  # first event after (re)assignment: tables are recovered
+                engine_holder["engine"] = StoryEngine(settings.dedup, store)
+            engine = engine_holder["engine"]
+            try:
+                article = TaggedArticle.model_validate_json(event.value)
+                result = engine.assign(article)
+            except Exception as exc:
+                reason = f"story assignment failed: {type(exc).__name__}: {exc}"
+                await send_dead([bus.dead_letter("assign", reason, event.value, topic=topics.tagged,
+                                                 partition=event.message.partition, offset=event.message.offset)])
+                continue
+            enriched = EnrichedArticle(
+                **article.model_dump(),
+                story_id=result.story_id,
+                duplicate_of=result.duplicate_of,
+                story=result.story,
+            )
+            await enriched_topic.send(key=article.id.encode(), value=enriched.model_dump_json().encode())
+            if not result.replayed:
+                stats.assigned += 1
+                stats.new_stories += int(result.is_new_story)
+                stats.duplicates += int(result.duplicate_of is not None)
+            if time.monotonic() - last_expire > EXPIRE_EVERY_S:
+                engine.expire(datetime.now(UTC))
+                last_expire = time.monotonic()
+            status.write("worker", stats.as_status())
+
+    return app
+
+
+def run_worker(settings: Settings, *, loglevel: str = "warning") -> int:
+    """`newsflow worker`: one Faust worker process (start several to scale out tagging)."""
+    bus.ensure_topics(settings)
+    app = create_app(settings)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True, override_logging=False)
+    worker.execute_from_commandline()
+    return 0

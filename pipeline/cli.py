@@ -1,0 +1,178 @@
+"""The `newsflow` command (also `python -m pipeline`).
+
+Every failure a user can cause or meet (bad config, stack down, bad input file, bad query) is one line on
+stderr and a non-zero exit code; an unexpected bug is one line too, with the traceback kept in a log file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from pipeline import __version__
+from pipeline.errors import NewsflowError
+from pipeline.settings import Settings, get_settings
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def _stack(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline import stack
+
+    return stack.cli(args.action, settings)
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline import supervisor
+
+    return supervisor.run_all(settings, workers=args.workers)
+
+
+def _poller(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline import poller
+
+    return poller.run(settings, cycles=1 if args.once else None)
+
+
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline import app
+
+    return app.run_worker(settings, loglevel=args.loglevel)
+
+
+def _indexer(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline import indexer
+
+    return indexer.run(settings)
+
+
+def _search(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline import report
+
+    return report.search(settings, " ".join(args.query), size=args.size, as_json=args.json)
+
+
+def _status(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline import report
+
+    return report.status(settings)
+
+
+def _index(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.search import connect
+
+    backend = connect(settings.search)
+    changed = backend.ensure_templates()
+    print(f"{backend.kind} at {settings.search.url}: " + (", ".join(changed) if changed else "up to date"))
+    return 0
+
+
+def _cluster(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.dedup import cli_cluster
+
+    return cli_cluster(args.input, args.output, settings)
+
+
+def _tag(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.entities import cli_tag
+
+    return cli_tag(args.input, args.output, settings)
+
+
+def _feed_parse(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.feeds import cli_parse
+
+    return cli_parse(args.inputs, settings)
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline import demo
+
+    return demo.run(settings, keep_serving=args.serve)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="newsflow", description="News-ingest streaming pipeline.")
+    p.add_argument("--version", action="version", version=f"newsflow {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def cmd(name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help)
+        sp.set_defaults(handler=handler)
+        return sp
+
+    sp = cmd("stack", _stack, "start/stop/inspect the local Kafka + OpenSearch")
+    sp.add_argument("action", choices=["up", "down", "status"])
+    sp = cmd("run", _run, "run poller, worker(s) and indexer together, with a live status line")
+    sp.add_argument("--workers", type=int, default=1, help="number of Faust worker processes")
+    sp = cmd("poller", _poller, "poll the configured feeds into Kafka")
+    sp.add_argument("--once", action="store_true", help="one cycle, then exit")
+    sp = cmd("worker", _worker, "run one Faust stream-processor worker (tagging + story assignment)")
+    sp.add_argument("--loglevel", default="warning", choices=["debug", "info", "warning", "error"])
+    cmd("indexer", _indexer, "index enriched articles and stories into the search engine")
+    sp = cmd("search", _search, "search stories and their articles")
+    sp.add_argument("query", nargs="+", help="query text")
+    sp.add_argument("--size", type=int, default=10, help="stories to show")
+    sp.add_argument("--json", action="store_true", help="machine-readable output")
+    cmd("status", _status, "what is healthy, lagging or failing")
+    sp = cmd("index", _index, "search index management")
+    sp.add_argument("action", choices=["setup"])
+    for name, handler, help in (
+        ("cluster", _cluster, "assign stories to a JSONL file of articles (the stream's engine)"),
+        ("tag", _tag, "tag entities in a JSONL file of articles (the stream's tagger)"),
+    ):
+        sp = cmd(name, handler, help)
+        sp.add_argument("--input", type=Path, required=True)
+        sp.add_argument("--output", type=Path, required=True)
+    sp = cmd("feed", _feed_parse, "feed tools")
+    fsub = sp.add_subparsers(dest="feed_command", required=True, metavar="ACTION")
+    fp = fsub.add_parser("parse", help="parse feed files/URLs into the poller's JSON items")
+    fp.add_argument("inputs", nargs="+", metavar="FILE_OR_URL")
+    sp = cmd("demo", _demo, "run the pipeline on the bundled sample feeds and print a summary")
+    sp.add_argument("--serve", action="store_true", help="keep serving the sample feeds afterwards")
+    return p
+
+
+def configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("kafka", "aiokafka", "faust", "mode", "opensearch", "elastic_transport", "httpx", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.verbose)
+    try:
+        return int(args.handler(args, get_settings()))
+    except NewsflowError as exc:
+        print(f"newsflow: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("newsflow: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        log_path = _crash_log()
+        print(f"newsflow: internal error: {type(exc).__name__}: {exc} (traceback in {log_path})", file=sys.stderr)
+        return 70
+
+
+def _crash_log() -> Path:
+    """Keep the traceback for whoever debugs it; the user sees one line."""
+    try:
+        folder = get_settings().stack.state_dir / "logs"
+    except NewsflowError:
+        folder = Path.cwd() / ".newsflow" / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "crash.log"
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(traceback.format_exc() + "\n")
+    return path

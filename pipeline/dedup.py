@@ -1,0 +1,516 @@
+"""Story clustering: give every article a `story_id` and, for copies, a `duplicate_of`.
+
+One pass, one article at a time, in arrival order (the stream feeds this stage from one ordered partition):
+
+1. Replay: an article id already in `store.articles` gets its recorded answer back and changes nothing, so
+   at-least-once delivery after a crash is harmless.
+2. Copies: an exact key (canonical URL, or a fingerprint of the words) seen before, or a near-verbatim body
+   (Jaccard of word 3-shingles, estimated from bottom-k sketches kept per story) makes the article a duplicate
+   of the first-seen one. Duplicates join that story but never count as new reporting.
+3. Story: candidate open stories come from an inverted index over each story's heaviest terms; each candidate is
+   scored by a weighted sum of cosines between the article and the story's centroids (body words, title words,
+   canonical entities), with general-English IDF. The best candidate at or above the threshold wins; otherwise
+   the article opens a new story.
+
+State lives in three JSON-able mappings (`StateStore`: Faust tables in the stream, dicts offline). The candidate
+index is derived from `store.stories` and rebuilt lazily, so a restarted engine assigns like one that never
+stopped. No randomness, no wall clock: the same input in the same order gives the same output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import sys
+import time
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from pipeline.jsonl import read_articles, write_rows
+from pipeline.models import Article, Entity, Story, TaggedArticle
+from pipeline.settings import DedupSettings, Settings
+from pipeline.textfeatures import (
+    Vector,
+    canonical_url,
+    content_fingerprint,
+    cosine,
+    dot,
+    idf,
+    normalise,
+    shingle_sketch,
+    sketch_jaccard,
+    tfidf,
+    tokens,
+    top_terms,
+)
+
+StoryState = dict[str, Any]
+
+_SKETCH_K = 64
+_HEX = 8  # one 32-bit sketch value as fixed-width hex
+
+
+class StateStore(Protocol):
+    """Where the engine keeps its state: three changelog-backed Faust tables in the stream, dicts offline."""
+
+    stories: MutableMapping[str, StoryState]  # story_id -> story state (the source of truth)
+    articles: MutableMapping[str, dict[str, Any]]  # article_id -> {"story_id", "duplicate_of"}
+    keys: MutableMapping[str, str]  # dedup key (canonical url / content fingerprint) -> first article id
+
+
+@dataclass
+class MemoryStore:
+    """A dict-backed StateStore, for the offline CLI, tests and benchmarks."""
+
+    stories: MutableMapping[str, StoryState] = field(default_factory=dict)
+    articles: MutableMapping[str, dict[str, Any]] = field(default_factory=dict)
+    keys: MutableMapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """The engine's answer for one article, with the story snapshot after the update."""
+
+    article_id: str
+    story_id: str
+    duplicate_of: str | None
+    story: Story
+    is_new_story: bool
+    replayed: bool
+
+
+@dataclass(frozen=True)
+class Features:
+    """What the engine needs from one article, computed once."""
+
+    body: Vector
+    title: Vector
+    ents: Vector
+    sketch: list[int]
+    keys: tuple[str, ...]
+    time: float
+    title_quality: float
+
+
+# ---------------------------------------------------------------------------------------------- features
+
+
+def event_time(article: Article) -> float:
+    """When the article reports: its publication time, unless that is clearly wrong (in the future)."""
+    published, fetched = article.published, article.fetched_at
+    t = published if published <= fetched + timedelta(hours=6) else fetched
+    return t.timestamp()
+
+
+def entity_vector(entities: Sequence[Entity]) -> Vector:
+    """Canonical entities weighted by the rarity of their rarest word: 'Pyongyang' says more than 'Monday'."""
+    vec: Vector = {}
+    for ent in entities:
+        name = ent.name.strip().lower()
+        words = tokens(name)
+        if not words:
+            continue
+        weight = max(idf(w) for w in words) * (1.0 + math.log(ent.count))
+        vec[name] = vec.get(name, 0.0) + weight
+    return normalise(vec)
+
+
+def title_quality(title: str) -> float:
+    """How well-formed a headline is: a full, mid-length, sentence-case line beats a fragment or a shout."""
+    words = title.split()
+    if not words:
+        return -10.0
+    q = 1.0 - min(1.0, abs(len(words) - 10) / 12)
+    letters = [c for c in title if c.isalpha()]
+    if letters and sum(c.isupper() for c in letters) / len(letters) > 0.6:
+        q -= 0.6  # ALL CAPS
+    if title.rstrip().endswith(("...", "…", ",", ";", ":", "-")):
+        q -= 0.6  # truncated
+    if title[0].islower():
+        q -= 0.3
+    if " | " in title or title.count(" - ") >= 2:
+        q -= 0.2  # site-name clutter
+    return q
+
+
+def article_keys(article: Article) -> tuple[str, ...]:
+    """Exact-copy keys: canonical URL, fingerprint of the body words, and for title-only items the title."""
+    keys: list[str] = []
+    if url := canonical_url(article.url):
+        keys.append("u:" + url)
+    body = article.body
+    if fp := content_fingerprint(body):
+        keys.append("c:" + fp)
+    elif not body.strip() and (fp := content_fingerprint(article.title + " " + article.source)):
+        keys.append("t:" + fp)
+    return tuple(keys)
+
+
+def features(article: TaggedArticle, settings: DedupSettings) -> Features:
+    """Vectors, sketch and keys of one article. The title is part of the body vector, and also its own."""
+    title_toks = tokens(article.title)
+    body_toks = tokens(article.body)
+    text_toks = body_toks if _starts_with(body_toks, title_toks) else title_toks + body_toks
+    return Features(
+        body=top_terms(tfidf(text_toks, lead=settings.lead_weight), settings.article_terms),
+        title=tfidf(title_toks),
+        ents=entity_vector(article.entities),
+        sketch=shingle_sketch(body_toks, k=_SKETCH_K),
+        keys=article_keys(article),
+        time=event_time(article),
+        title_quality=title_quality(article.title),
+    )
+
+
+def _starts_with(body: list[str], title: list[str]) -> bool:
+    """ECB+-style and many feeds repeat the headline as the first sentence: don't count it twice."""
+    return bool(title) and body[: len(title)] == title
+
+
+# ------------------------------------------------------------------------------------------- the engine
+
+
+class StoryEngine:
+    """Assigns articles to stories over a StateStore; see the module docstring for the method."""
+
+    def __init__(self, settings: DedupSettings, store: StateStore | None = None) -> None:
+        self.settings = settings
+        self.store: StateStore = store if store is not None else MemoryStore()
+        self._window = settings.story_window_hours * 3600.0
+        # Derived from store.stories (rebuilt lazily): term -> story ids, story -> its index terms / last time.
+        self._postings: dict[str, set[str]] = {}
+        self._index_terms: dict[str, tuple[str, ...]] = {}
+        self._last_seen: dict[str, float] = {}
+        self._ready = False
+
+    # -- public contract -------------------------------------------------------------------------------
+
+    def assign(self, article: TaggedArticle) -> Assignment:
+        """Give `article` its story (and duplicate_of); idempotent per article id."""
+        self._ensure_index()
+        if (record := self.store.articles.get(article.id)) is not None and (
+            state := self.store.stories.get(record["story_id"])
+        ) is not None:
+            return Assignment(article.id, record["story_id"], record.get("duplicate_of"), snapshot(state),
+                              is_new_story=False, replayed=True)
+        feats = features(article, self.settings)
+        original = self._exact_copy_of(feats)
+        state: StoryState | None = None
+        if original is not None:
+            state = self.store.stories.get(self.store.articles[original]["story_id"])
+        if state is None:
+            state, original = self._best_story(feats)
+        if state is None:
+            state = self._new_story(article, feats)
+            is_new = True
+        else:
+            is_new = False
+            if original is not None:
+                self._add_duplicate(state, article, feats, original)
+            else:
+                self._add_original(state, article, feats)
+        self._record(state, article.id, original, feats)
+        return Assignment(article.id, state["id"], original, snapshot(state), is_new_story=is_new, replayed=False)
+
+    def expire(self, now: datetime) -> int:
+        """Drop stories idle for longer than the window, with their articles and keys; returns how many."""
+        self._ensure_index()
+        cutoff = now.timestamp() - self._window
+        stale = sorted(sid for sid, last in self._last_seen.items() if last < cutoff)
+        for sid in stale:
+            state = self.store.stories.get(sid)
+            self._unindex(sid)
+            if state is None:
+                continue
+            for aid in state["article_ids"]:
+                self.store.articles.pop(aid, None)
+            for key in state.get("keys", ()):
+                self.store.keys.pop(key, None)
+            del self.store.stories[sid]
+        return len(stale)
+
+    # -- copies ----------------------------------------------------------------------------------------
+
+    def _exact_copy_of(self, feats: Features) -> str | None:
+        """The first-seen article sharing an exact key with this one, if it is still live."""
+        for key in feats.keys:
+            first = self.store.keys.get(key)
+            if first is not None and first in self.store.articles:
+                record = self.store.articles[first]
+                return record.get("duplicate_of") or first
+        return None
+
+    def _near_copy_of(self, state: StoryState, feats: Features) -> str | None:
+        """An original of this story whose shingles the article nearly repeats (light edits, new URL)."""
+        if len(feats.sketch) < 8:
+            return None
+        best, best_j = None, self.settings.near_duplicate_threshold
+        for aid, hexed in state["sketches"].items():
+            j = sketch_jaccard(feats.sketch, _unhex(hexed), _SKETCH_K)
+            if j >= best_j and (best is None or j > best_j):
+                best, best_j = aid, j
+        return best
+
+    # -- stories ---------------------------------------------------------------------------------------
+
+    def _best_story(self, feats: Features) -> tuple[StoryState | None, str | None]:
+        """The best-scoring open story at or above the threshold (and a near-copy original in it), else None."""
+        scored: list[tuple[float, str, StoryState]] = []
+        for sid in self._candidates(feats):
+            state = self.store.stories.get(sid)
+            if state is None or not self._open(state, feats.time):
+                continue
+            scored.append((self.similarity(state, feats), sid, state))
+        scored.sort(key=lambda x: (-x[0], x[1]))
+        for _, _, state in scored[:3]:
+            if (original := self._near_copy_of(state, feats)) is not None:
+                return state, original
+        if scored and scored[0][0] >= self.settings.similarity_threshold:
+            return scored[0][2], None
+        return None, None
+
+    def similarity(self, state: StoryState, feats: Features) -> float:
+        """Weighted cosines of body, title and entity vectors; a channel missing on either side drops out."""
+        s = self.settings
+        parts = [(s.body_weight, dot(feats.body, state["vec"]) / max(state["vec_norm"], 1e-9))]
+        if feats.title and state["tvec"]:
+            parts.append((s.title_weight, cosine(feats.title, state["tvec"])))
+        if feats.ents and state["evec"]:
+            parts.append((s.entity_weight, cosine(feats.ents, state["evec"])))
+        total = sum(w for w, _ in parts)
+        return sum(w * v for w, v in parts) / total if total > 0 else 0.0
+
+    def _open(self, state: StoryState, t: float) -> bool:
+        """A story takes articles from `window` before its first report until `window` after its last."""
+        return state["t0"] - self._window <= t <= state["t1"] + self._window
+
+    def _candidates(self, feats: Features) -> list[str]:
+        """Stories sharing heavy terms or entities with the article, best overlap first (bounded work)."""
+        acc: dict[str, float] = {}
+        query = list(top_terms(feats.body, self.settings.query_terms).items())
+        query += [("e:" + name, w) for name, w in feats.ents.items()]
+        for term, w in query:
+            postings = self._postings.get(term)
+            if not postings or len(postings) > self.settings.max_postings:
+                continue
+            for sid in postings:
+                acc[sid] = acc.get(sid, 0.0) + w
+        ranked = sorted(acc.items(), key=lambda kv: (-kv[1], kv[0]))
+        return [sid for sid, _ in ranked[: self.settings.max_candidates]]
+
+    def _new_story(self, article: TaggedArticle, feats: Features) -> StoryState:
+        sid = story_id_for(article.id)
+        state: StoryState = {
+            "id": sid,
+            "title": article.title.strip() or _fallback_title(article),
+            "t0": feats.time,
+            "t1": feats.time,
+            "n": 0,
+            "dups": 0,
+            "sources": [],
+            "article_ids": [],
+            "keys": [],
+            "entities": {},
+            "vec": {},
+            "vec_norm": 0.0,
+            "tvec": {},
+            "evec": {},
+            "sketches": {},
+            "revision": 0,
+        }
+        self._add_original(state, article, feats, first=True)
+        return state
+
+    def _add_original(self, state: StoryState, article: TaggedArticle, feats: Features, first: bool = False) -> None:
+        """A new report: it moves the centroids, adds its source and entities, and may give a better title."""
+        s = self.settings
+        if not first and article.title.strip():
+            self._maybe_retitle(state, article.title.strip(), feats)
+        state["n"] += 1
+        state["vec"] = _add(state["vec"], feats.body, s.story_terms)
+        state["vec_norm"] = math.sqrt(sum(v * v for v in state["vec"].values()))
+        state["tvec"] = _add(state["tvec"], feats.title, s.story_title_terms)
+        state["evec"] = _add(state["evec"], feats.ents, s.story_entities)
+        if article.source not in state["sources"]:
+            state["sources"].append(article.source)
+        _merge_entities(state["entities"], article.entities)
+        if feats.sketch:
+            sketches = state["sketches"]
+            sketches[article.id] = _hex(feats.sketch)
+            while len(sketches) > s.sketches_per_story:
+                del sketches[next(iter(sketches))]  # the oldest: copies follow their original closely
+        self._touch(state, article, feats)
+
+    def _add_duplicate(self, state: StoryState, article: TaggedArticle, feats: Features, original: str) -> None:
+        """A copy: counted and listed, but it adds no source, no weight and no entities."""
+        state["dups"] += 1
+        self._touch(state, article, feats)
+
+    def _touch(self, state: StoryState, article: TaggedArticle, feats: Features) -> None:
+        state["t0"] = min(state["t0"], feats.time)
+        state["t1"] = max(state["t1"], feats.time)
+        state["article_ids"].append(article.id)
+        state["revision"] += 1
+
+    def _maybe_retitle(self, state: StoryState, title: str, feats: Features) -> None:
+        """Keep the title that is best-formed and most typical of the story's headlines."""
+        current = state["title"]
+        cur_score = title_quality(current) + cosine(tfidf(tokens(current)), state["tvec"])
+        new_score = feats.title_quality + cosine(feats.title, state["tvec"])
+        if new_score > cur_score + 1e-9:
+            state["title"] = title
+
+    def _record(self, state: StoryState, article_id: str, original: str | None, feats: Features) -> None:
+        """Persist the answer. The article record goes last: it is the commit mark replay looks for."""
+        for key in feats.keys:
+            if key not in self.store.keys:
+                self.store.keys[key] = article_id
+                state["keys"].append(key)  # kept with the story so expiry can drop them
+        self.store.stories[state["id"]] = state  # re-assigned, not mutated in place: Faust logs assignments
+        self.store.articles[article_id] = {"story_id": state["id"], "duplicate_of": original}
+        self._index(state)
+
+    # -- derived index -----------------------------------------------------------------------------------
+
+    def _ensure_index(self) -> None:
+        """Build the candidate index from the store once (after a restart the tables are the truth)."""
+        if self._ready:
+            return
+        for sid in sorted(self.store.stories):
+            self._index(self.store.stories[sid])
+        self._ready = True
+
+    def _index(self, state: StoryState) -> None:
+        sid = state["id"]
+        terms = tuple(top_terms(state["vec"], self.settings.index_terms)) + tuple("e:" + e for e in state["evec"])
+        old = self._index_terms.get(sid, ())
+        if old != terms:
+            for term in set(old) - set(terms):
+                bucket = self._postings.get(term)
+                if bucket is not None:
+                    bucket.discard(sid)
+                    if not bucket:
+                        del self._postings[term]
+            for term in set(terms) - set(old):
+                self._postings.setdefault(term, set()).add(sid)
+            self._index_terms[sid] = terms
+        self._last_seen[sid] = state["t1"]
+
+    def _unindex(self, sid: str) -> None:
+        for term in self._index_terms.pop(sid, ()):
+            bucket = self._postings.get(term)
+            if bucket is not None:
+                bucket.discard(sid)
+                if not bucket:
+                    del self._postings[term]
+        self._last_seen.pop(sid, None)
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def story_id_for(article_id: str) -> str:
+    """Deterministic story id from the first article's id."""
+    return "s-" + hashlib.blake2b(article_id.encode("utf-8"), digest_size=8).hexdigest()
+
+
+def _fallback_title(article: Article) -> str:
+    words = article.body.split()
+    return " ".join(words[:12]) + ("…" if len(words) > 12 else "") if words else article.id
+
+
+def _add(acc: Vector, vec: Vector, keep: int) -> Vector:
+    """acc + vec, truncated to the `keep` heaviest terms (bounded state per story)."""
+    out = dict(acc)
+    for k, v in vec.items():
+        out[k] = out.get(k, 0.0) + v
+    return {sys.intern(k): round(v, 5) for k, v in top_terms(out, keep).items()}
+
+
+def _merge_entities(acc: dict[str, dict[str, Any]], entities: Iterable[Entity]) -> None:
+    for ent in entities:
+        cur = acc.setdefault(ent.name, {"type": ent.type, "count": 0, "mentions": []})
+        cur["count"] += ent.count
+        for m in ent.mentions:
+            if m not in cur["mentions"] and len(cur["mentions"]) < 5:
+                cur["mentions"].append(m)
+
+
+def _hex(sketch: list[int]) -> str:
+    return "".join(f"{h:08x}" for h in sketch)
+
+
+def _unhex(text: str) -> list[int]:
+    return [int(text[i : i + _HEX], 16) for i in range(0, len(text), _HEX)]
+
+
+def snapshot(state: StoryState) -> Story:
+    """The public Story model of a story state."""
+    ents = sorted(state["entities"].items(), key=lambda kv: (-kv[1]["count"], kv[0]))
+    return Story(
+        story_id=state["id"],
+        title=state["title"],
+        article_count=state["n"],
+        duplicate_count=state["dups"],
+        sources=list(state["sources"]),
+        first_seen=datetime.fromtimestamp(state["t0"], UTC),
+        last_seen=datetime.fromtimestamp(state["t1"], UTC),
+        entities=[Entity(name=n, type=e["type"], mentions=list(e["mentions"]), count=e["count"]) for n, e in ents],
+        article_ids=list(state["article_ids"]),
+        revision=max(1, state["revision"]),
+    )
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+Tagger = Callable[[Sequence[Article]], list[TaggedArticle]]
+
+
+def default_tagger(settings: Settings) -> Tagger | None:
+    """The stream's tagger (`pipeline.entities.EntityTagger`), or None when that module is not available."""
+    try:
+        from pipeline.entities import EntityTagger  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return None
+    tagger = EntityTagger(settings.entities)
+    return tagger.tag  # type: ignore[no-any-return,unused-ignore]
+
+
+def cli_cluster(input_path: Path, output_path: Path, settings: Settings, *, tagger: Tagger | None = None) -> int:
+    """`newsflow cluster`: tag, then assign, over the articles of a JSON-lines file in file order.
+
+    Runs exactly the stream's engine and configuration. Writes `{"id", "story_id", "duplicate_of"}` rows and a
+    one-line summary on stderr; returns the exit status. A malformed row raises BadInputError naming its line
+    (before anything is written). `tagger` replaces the stream's tagger (evaluation only).
+    """
+    started = time.perf_counter()
+    articles = [article for _, article in read_articles(input_path)]
+    tag = tagger or default_tagger(settings)
+    tagged: list[TaggedArticle] = []
+    batch = max(1, settings.worker.tag_batch_size)
+    for i in range(0, len(articles), batch):
+        chunk = articles[i : i + batch]
+        tagged.extend(tag(chunk) if tag else [TaggedArticle(**a.model_dump()) for a in chunk])
+    engine = StoryEngine(settings.dedup)
+    rows = []
+    stories: set[str] = set()
+    duplicates = 0
+    for article in tagged:
+        result = engine.assign(article)
+        rows.append({"id": result.article_id, "story_id": result.story_id, "duplicate_of": result.duplicate_of})
+        stories.add(result.story_id)
+        duplicates += result.duplicate_of is not None
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    with output_path.open("w", encoding="utf-8") as out:
+        write_rows(rows, out)
+    seconds = time.perf_counter() - started
+    note = "" if tag else " (no entity tagger available: entities unused)"
+    print(
+        f"clustered {len(rows)} articles into {len(stories)} stories, {duplicates} duplicates, "
+        f"in {seconds:.1f}s{note}",
+        file=sys.stderr,
+    )
+    return 0

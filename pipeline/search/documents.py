@@ -1,0 +1,93 @@
+"""Messages -> search documents and bulk actions.
+
+Document ids are the article id and the story id, so re-processing overwrites instead of duplicating. Story
+documents are written with external versioning (`version = story.revision`, `external_gte`): an older snapshot
+that arrives late (a replay, a second indexer) can never overwrite a newer one.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+from pipeline.models import EnrichedArticle, Entity, Story
+from pipeline.settings import Indices
+
+_KEYWORD_TYPES = {"person": "person", "organization": "organization", "location": "location"}
+
+
+def entity_fields(entities: list[Entity]) -> dict[str, list[str]]:
+    """Canonical names by type, as keyword arrays (`entities.person`, ...)."""
+    out: dict[str, list[str]] = defaultdict(list)
+    for e in entities:
+        field = _KEYWORD_TYPES.get(e.type, "other")
+        if e.name not in out[field]:
+            out[field].append(e.name)
+    return dict(out)
+
+
+def article_document(article: EnrichedArticle, ingested_at: datetime | None = None) -> dict[str, Any]:
+    return {
+        "@timestamp": article.published.isoformat(),
+        "ingested_at": (ingested_at or datetime.now(UTC)).isoformat(),
+        "fetched_at": article.fetched_at.isoformat(),
+        "schema_version": article.schema_version,
+        "id": article.id,
+        "url": article.url,
+        "feed": article.feed,
+        "source": article.source,
+        "language": article.language,
+        "story_id": article.story_id,
+        "duplicate_of": article.duplicate_of,
+        "is_duplicate": article.duplicate_of is not None,
+        "title": article.title,
+        "summary": article.summary,
+        "text": article.text,
+        "entities": entity_fields(article.entities),
+        "entity_details": [e.model_dump() for e in article.entities],
+    }
+
+
+def story_document(story: Story) -> dict[str, Any]:
+    return {
+        "@timestamp": story.first_seen.isoformat(),
+        "first_seen": story.first_seen.isoformat(),
+        "last_seen": story.last_seen.isoformat(),
+        "story_id": story.story_id,
+        "title": story.title,
+        "article_count": story.article_count,
+        "duplicate_count": story.duplicate_count,
+        "source_count": len(story.sources),
+        "sources": story.sources,
+        "article_ids": story.article_ids,
+        "entities": entity_fields(story.entities),
+        "revision": story.revision,
+    }
+
+
+def bulk_actions(articles: list[EnrichedArticle], indices: Indices) -> list[dict[str, Any]]:
+    """One index action per article plus one per story (its newest snapshot in this batch)."""
+    now = datetime.now(UTC)
+    actions: list[dict[str, Any]] = [
+        {"_op_type": "index", "_index": indices.articles, "_id": a.id, "_source": article_document(a, now)}
+        for a in articles
+    ]
+    newest: dict[str, Story] = {}
+    for a in articles:
+        if a.story is not None and (
+            a.story.story_id not in newest or a.story.revision > newest[a.story.story_id].revision
+        ):
+            newest[a.story.story_id] = a.story
+    actions.extend(
+        {
+            "_op_type": "index",
+            "_index": indices.stories,
+            "_id": s.story_id,
+            "version": s.revision,
+            "version_type": "external_gte",
+            "_source": story_document(s),
+        }
+        for s in newest.values()
+    )
+    return actions

@@ -1,0 +1,176 @@
+"""Text features for story clustering: tokens, general-English IDF, sparse vectors, fingerprints.
+
+Everything here is a pure, deterministic function of the text (no per-process hash seeds, no clock), so two
+workers, or one worker before and after a restart, compute the same features for the same article.
+
+IDF comes from a general English word-frequency resource (`wordfreq`), not from the stream: the stream's own
+statistics are burst-shaped (one big story floods its words) and would make the assignment of an article depend
+on everything seen before it. A word's frequency in running text is turned into a document-frequency estimate
+for a news-length document, which is what IDF needs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import unicodedata
+import zlib
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+Vector = dict[str, float]
+
+_WORD = re.compile(r"[^\W_]+(?:[.'’-][^\W_]+)*")
+_LN10 = math.log(10.0)
+# A news article is a few hundred tokens: a word with per-token probability p appears in about p*L of them.
+_DOC_TOKENS = 400.0
+# Words wordfreq has never seen (names, typos, other scripts) get this IDF: rare, but not infinitely so.
+MAX_IDF = 11.0
+# Below this IDF a word carries no topical signal ("the", "said", "year"): dropped from vectors.
+MIN_IDF = 1.0
+# Numbers (dates, counts, magnitudes) tell look-alike events apart, but a shared number alone is weak evidence.
+NUMBER_IDF = 3.0
+_NUMBER = re.compile(r"[\d.,:/-]+")
+# Words after the first ~LEAD_SPAN of an article fade to plain weight (see tfidf's `lead`).
+LEAD_SPAN = 40.0
+_TRACKING = re.compile(r"^(utm_|fbclid$|gclid$|mc_[ce]id$|ref$|ref_src$|cmpid$|ocid$|smid$|cid$)")
+
+
+@lru_cache(maxsize=1)
+def _zipf_table() -> Mapping[str, float]:
+    """wordfreq's English table as word -> frequency per token; loaded once (about 0.1 s)."""
+    try:
+        from wordfreq import get_frequency_dict
+    except ImportError:  # pragma: no cover - the dependency is declared; degrade to flat IDF rather than crash
+        return {}
+    return get_frequency_dict("en", wordlist="best")
+
+
+@lru_cache(maxsize=200_000)
+def idf(word: str) -> float:
+    """IDF estimate of a lowercase word for a news-length document: ln(1 / min(1, p * L)), clipped."""
+    if _NUMBER.fullmatch(word):
+        return NUMBER_IDF
+    p = _zipf_table().get(word, 0.0)
+    if p <= 0.0:
+        if "-" in word or "." in word:  # "kim-jong" / "u.s": fall back on the rarest part
+            parts = [q for q in re.split(r"[-.]", word) if q]
+            if parts:
+                return max(idf(q) for q in parts)
+        return MAX_IDF
+    return min(MAX_IDF, max(0.0, -math.log(min(1.0, p * _DOC_TOKENS))))
+
+
+@lru_cache(maxsize=200_000)
+def _norm_token(raw: str) -> str:
+    """Lowercase, drop possessive 's and a plural s, so 'Korea's' == 'korea' and 'strikes' == 'strike'."""
+    w = raw.lower().replace("’", "'")
+    if w.endswith("'s"):
+        w = w[:-2]
+    w = w.strip("'.-")
+    if len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "us", "is")) and w[-2].isalpha():
+        if w.endswith("ies"):
+            w = w[:-3] + "y"
+        elif w.endswith(("ses", "xes", "zes", "ches", "shes")):
+            w = w[:-2]
+        else:
+            w = w[:-1]
+    return w
+
+
+def tokens(text: str) -> list[str]:
+    """Normalised word tokens of `text` (any script; numbers kept: magnitudes and dates tell events apart)."""
+    return [t for t in (_norm_token(m) for m in _WORD.findall(text)) if t]
+
+
+def tfidf(toks: Sequence[str], *, lead: float = 0.0) -> Vector:
+    """Sublinear-TF x IDF vector, L2-normalised; words below MIN_IDF are dropped. Empty text -> {}.
+
+    `lead` > 0 weights early words more (news is written as an inverted pyramid: the event is in the first
+    sentences, background - often an earlier look-alike event - comes later): an occurrence at position i
+    counts 1 + lead * exp(-i / LEAD_SPAN).
+    """
+    counts: dict[str, float] = {}
+    for i, term in enumerate(toks):
+        counts[term] = counts.get(term, 0.0) + (1.0 + lead * math.exp(-i / LEAD_SPAN) if lead else 1.0)
+    vec: Vector = {}
+    for term, n in counts.items():
+        w = idf(term)
+        if w >= MIN_IDF:
+            vec[term] = (1.0 + math.log(n)) * w
+    return normalise(vec)
+
+
+def normalise(vec: Mapping[str, float]) -> Vector:
+    """Scale to unit L2 norm (a copy); the zero vector stays empty."""
+    norm = math.sqrt(sum(v * v for v in vec.values()))
+    return {k: v / norm for k, v in vec.items()} if norm > 0 else {}
+
+
+def dot(a: Mapping[str, float], b: Mapping[str, float]) -> float:
+    """Sparse dot product, iterating the smaller side."""
+    if len(a) > len(b):
+        a, b = b, a
+    return sum(v * b[k] for k, v in a.items() if k in b)
+
+
+def cosine(a: Mapping[str, float], b: Mapping[str, float]) -> float:
+    """Cosine of two sparse vectors of any scale (0 when either is empty)."""
+    na = math.sqrt(sum(v * v for v in a.values()))
+    nb = math.sqrt(sum(v * v for v in b.values()))
+    return dot(a, b) / (na * nb) if na > 0 and nb > 0 else 0.0
+
+
+def top_terms(vec: Mapping[str, float], k: int) -> Vector:
+    """The k heaviest terms; ties broken by the term so truncation is deterministic."""
+    if len(vec) <= k:
+        return dict(vec)
+    return dict(sorted(vec.items(), key=lambda kv: (-kv[1], kv[0]))[:k])
+
+
+def stable_hash(text: str) -> int:
+    """A 32-bit hash that is the same in every process (Python's hash() of str is salted per process)."""
+    return zlib.crc32(text.encode("utf-8"))
+
+
+def shingle_sketch(toks: list[str], *, size: int = 3, k: int = 64) -> list[int]:
+    """Bottom-k sketch of the word `size`-shingles: a compact, JSON-able stand-in for the shingle set."""
+    if len(toks) < size:
+        return []
+    hashes = {stable_hash(" ".join(toks[i : i + size])) for i in range(len(toks) - size + 1)}
+    return sorted(hashes)[:k]
+
+
+def sketch_jaccard(a: list[int], b: list[int], k: int = 64) -> float:
+    """Jaccard estimate from two bottom-k sketches (Broder): the share of the union's bottom-k in both."""
+    if not a or not b:
+        return 0.0
+    sa, sb = set(a), set(b)
+    union = sorted(sa | sb)[:k]
+    return sum(1 for h in union if h in sa and h in sb) / len(union)
+
+
+def content_fingerprint(text: str) -> str | None:
+    """Hash of the text's words only: survives whitespace, punctuation, case and markup-entity changes."""
+    words = tokens(unicodedata.normalize("NFKC", text))
+    if len(words) < 8:  # too short to tell a copy from a coincidence
+        return None
+    return hashlib.blake2b(" ".join(words).encode("utf-8"), digest_size=12).hexdigest()
+
+
+def canonical_url(url: str | None) -> str | None:
+    """Scheme-, www-, fragment- and tracking-parameter-free URL, so a re-post of one page maps to one key."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return None
+    if not parts.netloc:
+        return None
+    host = parts.netloc.lower().removeprefix("www.").removeprefix("m.")
+    path = re.sub(r"/+$", "", parts.path) or "/"
+    query = urlencode(sorted((k, v) for k, v in parse_qsl(parts.query) if not _TRACKING.match(k.lower())))
+    return f"{host}{path}" + (f"?{query}" if query else "")
