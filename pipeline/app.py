@@ -105,6 +105,8 @@ def create_app(settings: Settings) -> faust.App:
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
         table_standby_replicas=1,
+        broker_session_timeout=settings.worker.session_timeout_s,
+        broker_heartbeat_interval=settings.worker.session_timeout_s / 5,
         web_enabled=False,
     )
     articles_topic = app.topic(topics.articles, partitions=settings.kafka.partitions)
@@ -114,6 +116,7 @@ def create_app(settings: Settings) -> faust.App:
 
     table_opts: dict[str, Any] = {
         "partitions": 1,  # co-partitioned with the single-partition `tagged` topic
+        "use_partitioner": True,  # written per batch (after `take`), not per event
         "schema": faust.Schema(key_serializer="json", value_serializer="json"),
     }
     store = TableStore(
@@ -160,34 +163,40 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.agent(tagged_topic, name="assign")
     async def assign(stream: faust.StreamT[bytes]) -> None:
-        """Ordered stage: one story per event, duplicates marked; replay of an article returns its old answer."""
+        """Ordered stage: one story per event, duplicates marked; replay of an article returns its old answer.
+
+        Per batch: assign every article (table writes), flush the producer so those changelog writes are
+        durable, and only then emit the enriched articles. A crash can therefore never leave an emitted
+        assignment that the recovered tables do not know, so a replayed article keeps its story.
+        """
         last_expire = time.monotonic()
-        async for event in stream.events():
-            if "engine" not in engine_holder:  # first event after (re)assignment: tables are recovered
+        async for batch in stream.take(settings.worker.assign_batch_size, within=settings.worker.tag_batch_window_s):
+            if "engine" not in engine_holder:  # first batch after (re)assignment: tables are recovered
                 engine_holder["engine"] = StoryEngine(settings.dedup, store)
             engine = engine_holder["engine"]
-            try:
-                article = TaggedArticle.model_validate_json(event.value)
-                result = engine.assign(article)
-            except Exception as exc:
-                reason = f"story assignment failed: {type(exc).__name__}: {exc}"
-                await send_dead([bus.dead_letter("assign", reason, event.value, topic=topics.tagged,
-                                                 partition=event.message.partition, offset=event.message.offset)])
-                continue
-            enriched = EnrichedArticle(
-                **article.model_dump(),
-                story_id=result.story_id,
-                duplicate_of=result.duplicate_of,
-                story=result.story,
-            )
-            await enriched_topic.send(key=article.id.encode(), value=enriched.model_dump_json().encode())
-            if not result.replayed:
-                stats.assigned += 1
-                stats.new_stories += int(result.is_new_story)
-                stats.duplicates += int(result.duplicate_of is not None)
+            outputs: list[EnrichedArticle] = []
+            dead: list[DeadLetter] = []
+            for raw in batch:
+                try:
+                    article = TaggedArticle.model_validate_json(raw)
+                    result = engine.assign(article)
+                except Exception as exc:
+                    reason = f"story assignment failed: {type(exc).__name__}: {exc}"
+                    dead.append(bus.dead_letter("assign", reason, raw, topic=topics.tagged))
+                    continue
+                outputs.append(EnrichedArticle(**article.model_dump(), story_id=result.story_id,
+                                               duplicate_of=result.duplicate_of, story=result.story))
+                if not result.replayed:
+                    stats.assigned += 1
+                    stats.new_stories += int(result.is_new_story)
+                    stats.duplicates += int(result.duplicate_of is not None)
             if time.monotonic() - last_expire > EXPIRE_EVERY_S:
                 engine.expire(datetime.now(UTC))
                 last_expire = time.monotonic()
+            await app.producer.flush()  # state first ...
+            for e in outputs:  # ... then the effects that depend on it
+                await enriched_topic.send(key=e.id.encode(), value=e.model_dump_json().encode())
+            await send_dead(dead)
             status.write("worker", stats.as_status())
 
     return app

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pipeline import __version__
 from pipeline.errors import NewsflowError
+from pipeline.search.backend import describe_unreachable
 from pipeline.settings import Settings, get_settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -144,8 +145,11 @@ def configure_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    for noisy in ("kafka", "aiokafka", "faust", "mode", "opensearch", "elastic_transport", "httpx", "urllib3"):
+    for noisy in ("kafka", "aiokafka", "faust", "mode", "httpx", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    # The search clients log every failed connection with a traceback; newsflow reports those itself.
+    for client in ("opensearch", "elasticsearch", "elastic_transport"):
+        logging.getLogger(client).setLevel(logging.DEBUG if verbose else logging.CRITICAL)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -160,6 +164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("newsflow: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
+        if unreachable := describe_unreachable(exc):
+            print(f"newsflow: error: {unreachable}", file=sys.stderr)
+            return 1
         log_path = _crash_log()
         print(f"newsflow: internal error: {type(exc).__name__}: {exc} (traceback in {log_path})", file=sys.stderr)
         return 70

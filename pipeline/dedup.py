@@ -7,22 +7,25 @@ One pass, one article at a time, in arrival order (the stream feeds this stage f
 2. Copies: an exact key (canonical URL, or a fingerprint of the words) seen before, or a near-verbatim body
    (Jaccard of word 3-shingles, estimated from bottom-k sketches kept per story) makes the article a duplicate
    of the first-seen one. Duplicates join that story but never count as new reporting.
-3. Story: candidate open stories come from an inverted index over each story's heaviest terms; each candidate is
-   scored by a weighted sum of cosines between the article and the story's centroids (body words, title words,
-   canonical entities), with general-English IDF. The best candidate at or above the threshold wins; otherwise
-   the article opens a new story.
+3. Story: candidate open stories come from an inverted index over each story's heaviest terms; each candidate
+   is scored by a weighted sum of cosines between the article and the story's centroids (body words, title
+   words, canonical entities), with general-English IDF and the lead of an article weighted up. The best
+   candidate at or above the threshold wins, if the score is also not far below those its members joined with
+   (`cohesion`); otherwise the article opens a new story.
 
-State lives in three JSON-able mappings (`StateStore`: Faust tables in the stream, dicts offline). The candidate
-index is derived from `store.stories` and rebuilt lazily, so a restarted engine assigns like one that never
-stopped. No randomness, no wall clock: the same input in the same order gives the same output.
+State lives in three JSON-able mappings (`StateStore`: Faust tables in the stream, dicts offline). The
+candidate index is derived from `store.stories` and rebuilt lazily, so a restarted engine assigns like one
+that never stopped. No randomness, no wall clock: the same input in the same order gives the same output.
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
 import math
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -36,9 +39,9 @@ from pipeline.textfeatures import (
     Vector,
     canonical_url,
     content_fingerprint,
-    cosine,
     dot,
     idf,
+    norm,
     normalise,
     shingle_sketch,
     sketch_jaccard,
@@ -136,15 +139,14 @@ def title_quality(title: str) -> float:
     return q
 
 
-def article_keys(article: Article) -> tuple[str, ...]:
+def article_keys(article: Article, title_toks: list[str], body_toks: list[str]) -> tuple[str, ...]:
     """Exact-copy keys: canonical URL, fingerprint of the body words, and for title-only items the title."""
     keys: list[str] = []
     if url := canonical_url(article.url):
         keys.append("u:" + url)
-    body = article.body
-    if fp := content_fingerprint(body):
+    if fp := content_fingerprint(body_toks):
         keys.append("c:" + fp)
-    elif not body.strip() and (fp := content_fingerprint(article.title + " " + article.source)):
+    elif not body_toks and (fp := content_fingerprint([*title_toks, *tokens(article.source)])):
         keys.append("t:" + fp)
     return tuple(keys)
 
@@ -159,7 +161,7 @@ def features(article: TaggedArticle, settings: DedupSettings) -> Features:
         title=tfidf(title_toks),
         ents=entity_vector(article.entities),
         sketch=shingle_sketch(body_toks, k=_SKETCH_K),
-        keys=article_keys(article),
+        keys=article_keys(article, title_toks, body_toks),
         time=event_time(article),
         title_quality=title_quality(article.title),
     )
@@ -180,7 +182,7 @@ class StoryEngine:
         self.settings = settings
         self.store: StateStore = store if store is not None else MemoryStore()
         self._window = settings.story_window_hours * 3600.0
-        # Derived from store.stories (rebuilt lazily): term -> story ids, story -> its index terms / last time.
+        # Derived from store.stories, rebuilt lazily: term -> story ids, story -> its index terms, last time.
         self._postings: dict[str, set[str]] = {}
         self._index_terms: dict[str, tuple[str, ...]] = {}
         self._last_seen: dict[str, float] = {}
@@ -191,29 +193,40 @@ class StoryEngine:
     def assign(self, article: TaggedArticle) -> Assignment:
         """Give `article` its story (and duplicate_of); idempotent per article id."""
         self._ensure_index()
-        if (record := self.store.articles.get(article.id)) is not None and (
-            state := self.store.stories.get(record["story_id"])
-        ) is not None:
-            return Assignment(article.id, record["story_id"], record.get("duplicate_of"), snapshot(state),
-                              is_new_story=False, replayed=True)
+        if (replayed := self._replay(article.id)) is not None:
+            return replayed
         feats = features(article, self.settings)
         original = self._exact_copy_of(feats)
-        state: StoryState | None = None
-        if original is not None:
-            state = self.store.stories.get(self.store.articles[original]["story_id"])
+        score = 1.0
+        state = self.store.stories.get(self.store.articles[original]["story_id"]) if original else None
         if state is None:
-            state, original = self._best_story(feats)
+            state, original, score = self._best_story(feats)
+        is_new = state is None
         if state is None:
             state = self._new_story(article, feats)
-            is_new = True
+        elif original is not None:
+            self._add_duplicate(state, article, feats)
         else:
-            is_new = False
-            if original is not None:
-                self._add_duplicate(state, article, feats, original)
-            else:
-                self._add_original(state, article, feats)
+            self._add_original(state, article, feats, score)
         self._record(state, article.id, original, feats)
-        return Assignment(article.id, state["id"], original, snapshot(state), is_new_story=is_new, replayed=False)
+        return Assignment(
+            article.id, state["id"], original, snapshot(state), is_new_story=is_new, replayed=False
+        )
+
+    def _replay(self, article_id: str) -> Assignment | None:
+        """The recorded answer for an article seen before (at-least-once delivery), else None."""
+        record = self.store.articles.get(article_id)
+        state = self.store.stories.get(record["story_id"]) if record is not None else None
+        if record is None or state is None:
+            return None
+        return Assignment(
+            article_id,
+            record["story_id"],
+            record.get("duplicate_of"),
+            snapshot(state),
+            is_new_story=False,
+            replayed=True,
+        )
 
     def expire(self, now: datetime) -> int:
         """Drop stories idle for longer than the window, with their articles and keys; returns how many."""
@@ -247,17 +260,23 @@ class StoryEngine:
         """An original of this story whose shingles the article nearly repeats (light edits, new URL)."""
         if len(feats.sketch) < 8:
             return None
-        best, best_j = None, self.settings.near_duplicate_threshold
+        best, best_j = None, 0.0
         for aid, hexed in state["sketches"].items():
             j = sketch_jaccard(feats.sketch, _unhex(hexed), _SKETCH_K)
-            if j >= best_j and (best is None or j > best_j):
+            if j >= self.settings.near_duplicate_threshold and j > best_j:
                 best, best_j = aid, j
         return best
 
     # -- stories ---------------------------------------------------------------------------------------
 
-    def _best_story(self, feats: Features) -> tuple[StoryState | None, str | None]:
-        """The best-scoring open story at or above the threshold (and a near-copy original in it), else None."""
+    def _best_story(self, feats: Features) -> tuple[StoryState | None, str | None, float]:
+        """The best open story the article may join (and a near-copy original in it), with the score.
+
+        A story accepts an article scoring at least the threshold and at least `cohesion` times the mean score
+        its members joined with: a tight story does not take a newcomer that is merely on the same topic,
+        which is how look-alike events (a second strike, a second earthquake) snowball into one story.
+        """
+        s = self.settings
         scored: list[tuple[float, str, StoryState]] = []
         for sid in self._candidates(feats):
             state = self.store.stories.get(sid)
@@ -265,21 +284,27 @@ class StoryEngine:
                 continue
             scored.append((self.similarity(state, feats), sid, state))
         scored.sort(key=lambda x: (-x[0], x[1]))
-        for _, _, state in scored[:3]:
-            if (original := self._near_copy_of(state, feats)) is not None:
-                return state, original
-        if scored and scored[0][0] >= self.settings.similarity_threshold:
-            return scored[0][2], None
-        return None, None
+        for score, _, state in scored[:3]:  # a copy of a report is similar to that report's story
+            if score >= s.similarity_threshold and (original := self._near_copy_of(state, feats)):
+                return state, original, score
+        for score, _, state in scored:
+            if score < s.similarity_threshold:
+                break
+            if state["joins"] == 0 or score >= s.cohesion * state["join_sum"] / state["joins"]:
+                return state, None, score
+        return None, None, 0.0
 
     def similarity(self, state: StoryState, feats: Features) -> float:
-        """Weighted cosines of body, title and entity vectors; a channel missing on either side drops out."""
+        """Weighted cosines of body, title and entity vectors; a channel missing on either side drops out.
+
+        Article vectors are unit length and story norms are stored, so each cosine is one sparse dot product.
+        """
         s = self.settings
-        parts = [(s.body_weight, dot(feats.body, state["vec"]) / max(state["vec_norm"], 1e-9))]
+        parts = [(s.body_weight, _cos_unit(feats.body, state["vec"], state["vec_norm"]))]
         if feats.title and state["tvec"]:
-            parts.append((s.title_weight, cosine(feats.title, state["tvec"])))
+            parts.append((s.title_weight, _cos_unit(feats.title, state["tvec"], state["tvec_norm"])))
         if feats.ents and state["evec"]:
-            parts.append((s.entity_weight, cosine(feats.ents, state["evec"])))
+            parts.append((s.entity_weight, _cos_unit(feats.ents, state["evec"], state["evec_norm"])))
         total = sum(w for w, _ in parts)
         return sum(w * v for w, v in parts) / total if total > 0 else 0.0
 
@@ -288,18 +313,29 @@ class StoryEngine:
         return state["t0"] - self._window <= t <= state["t1"] + self._window
 
     def _candidates(self, feats: Features) -> list[str]:
-        """Stories sharing heavy terms or entities with the article, best overlap first (bounded work)."""
-        acc: dict[str, float] = {}
+        """Stories sharing heavy terms or entities with the article, most overlap first.
+
+        The work is bounded: posting lists are visited rarest first until `candidate_budget` story ids have
+        been touched, so a word that is in thousands of live stories costs nothing (the rarer words and names
+        find the story anyway) and assignment stays cheap however many stories are open.
+        """
         query = list(top_terms(feats.body, self.settings.query_terms).items())
         query += [("e:" + name, w) for name, w in feats.ents.items()]
-        for term, w in query:
-            postings = self._postings.get(term)
-            if not postings or len(postings) > self.settings.max_postings:
-                continue
-            for sid in postings:
-                acc[sid] = acc.get(sid, 0.0) + w
-        ranked = sorted(acc.items(), key=lambda kv: (-kv[1], kv[0]))
-        return [sid for sid, _ in ranked[: self.settings.max_candidates]]
+        lists = [(len(p), term, w, p) for term, w in query if (p := self._postings.get(term))]
+        lists.sort(key=lambda x: (x[0], x[1]))
+        budget, k = self.settings.candidate_budget, self.settings.max_candidates
+        shared: Counter[str] = Counter()
+        for size, _, _, postings in lists:
+            if size > budget:
+                break
+            budget -= size
+            shared.update(postings)  # counting runs in C: this loop is the hot spot at 100k stories
+        if len(shared) <= k:
+            return sorted(shared, key=lambda sid: (-shared[sid], sid))
+        # ties broken by id, not by set order (which is salted per process): same candidates after a restart
+        floor = heapq.nlargest(k, shared.values())[-1]
+        tied = [(-n, sid) for sid, n in shared.items() if n >= floor]
+        return [sid for _, sid in sorted(tied)[:k]]
 
     def _new_story(self, article: TaggedArticle, feats: Features) -> StoryState:
         sid = story_id_for(article.id)
@@ -317,23 +353,38 @@ class StoryEngine:
             "vec": {},
             "vec_norm": 0.0,
             "tvec": {},
+            "tvec_norm": 0.0,
             "evec": {},
+            "evec_norm": 0.0,
             "sketches": {},
+            "joins": 0,
+            "join_sum": 0.0,
             "revision": 0,
         }
-        self._add_original(state, article, feats, first=True)
+        self._add_original(state, article, feats, None)
         return state
 
-    def _add_original(self, state: StoryState, article: TaggedArticle, feats: Features, first: bool = False) -> None:
-        """A new report: it moves the centroids, adds its source and entities, and may give a better title."""
+    def _add_original(
+        self, state: StoryState, article: TaggedArticle, feats: Features, score: float | None
+    ) -> None:
+        """A new report: it moves the centroids, adds its source and entities, and may give a better title.
+
+        `score` is the similarity it joined with (None for the story's first report).
+        """
         s = self.settings
-        if not first and article.title.strip():
-            self._maybe_retitle(state, article.title.strip(), feats)
+        if score is not None:
+            state["joins"] += 1
+            state["join_sum"] += score
+            if article.title.strip():
+                self._maybe_retitle(state, article.title.strip(), feats)
         state["n"] += 1
-        state["vec"] = _add(state["vec"], feats.body, s.story_terms)
-        state["vec_norm"] = math.sqrt(sum(v * v for v in state["vec"].values()))
-        state["tvec"] = _add(state["tvec"], feats.title, s.story_title_terms)
-        state["evec"] = _add(state["evec"], feats.ents, s.story_entities)
+        for name, vec, keep in (
+            ("vec", feats.body, s.story_terms),
+            ("tvec", feats.title, s.story_title_terms),
+            ("evec", feats.ents, s.story_entities),
+        ):
+            state[name] = _add(state[name], vec, keep)
+            state[name + "_norm"] = norm(state[name])
         if article.source not in state["sources"]:
             state["sources"].append(article.source)
         _merge_entities(state["entities"], article.entities)
@@ -344,7 +395,7 @@ class StoryEngine:
                 del sketches[next(iter(sketches))]  # the oldest: copies follow their original closely
         self._touch(state, article, feats)
 
-    def _add_duplicate(self, state: StoryState, article: TaggedArticle, feats: Features, original: str) -> None:
+    def _add_duplicate(self, state: StoryState, article: TaggedArticle, feats: Features) -> None:
         """A copy: counted and listed, but it adds no source, no weight and no entities."""
         state["dups"] += 1
         self._touch(state, article, feats)
@@ -358,8 +409,10 @@ class StoryEngine:
     def _maybe_retitle(self, state: StoryState, title: str, feats: Features) -> None:
         """Keep the title that is best-formed and most typical of the story's headlines."""
         current = state["title"]
-        cur_score = title_quality(current) + cosine(tfidf(tokens(current)), state["tvec"])
-        new_score = feats.title_quality + cosine(feats.title, state["tvec"])
+        cur_score = title_quality(current) + _cos_unit(
+            tfidf(tokens(current)), state["tvec"], state["tvec_norm"]
+        )
+        new_score = feats.title_quality + _cos_unit(feats.title, state["tvec"], state["tvec_norm"])
         if new_score > cur_score + 1e-9:
             state["title"] = title
 
@@ -385,7 +438,9 @@ class StoryEngine:
 
     def _index(self, state: StoryState) -> None:
         sid = state["id"]
-        terms = tuple(top_terms(state["vec"], self.settings.index_terms)) + tuple("e:" + e for e in state["evec"])
+        terms = tuple(top_terms(state["vec"], self.settings.index_terms)) + tuple(
+            "e:" + e for e in state["evec"]
+        )
         old = self._index_terms.get(sid, ())
         if old != terms:
             for term in set(old) - set(terms):
@@ -422,12 +477,17 @@ def _fallback_title(article: Article) -> str:
     return " ".join(words[:12]) + ("…" if len(words) > 12 else "") if words else article.id
 
 
+def _cos_unit(unit: Vector, vec: Vector, vec_norm: float) -> float:
+    """Cosine of a unit vector with a vector of known norm."""
+    return dot(unit, vec) / vec_norm if vec_norm > 0 else 0.0
+
+
 def _add(acc: Vector, vec: Vector, keep: int) -> Vector:
     """acc + vec, truncated to the `keep` heaviest terms (bounded state per story)."""
     out = dict(acc)
     for k, v in vec.items():
         out[k] = out.get(k, 0.0) + v
-    return {sys.intern(k): round(v, 5) for k, v in top_terms(out, keep).items()}
+    return top_terms(out, keep)
 
 
 def _merge_entities(acc: dict[str, dict[str, Any]], entities: Iterable[Entity]) -> None:
@@ -458,7 +518,9 @@ def snapshot(state: StoryState) -> Story:
         sources=list(state["sources"]),
         first_seen=datetime.fromtimestamp(state["t0"], UTC),
         last_seen=datetime.fromtimestamp(state["t1"], UTC),
-        entities=[Entity(name=n, type=e["type"], mentions=list(e["mentions"]), count=e["count"]) for n, e in ents],
+        entities=[
+            Entity(name=n, type=e["type"], mentions=list(e["mentions"]), count=e["count"]) for n, e in ents
+        ],
         article_ids=list(state["article_ids"]),
         revision=max(1, state["revision"]),
     )
@@ -479,7 +541,9 @@ def default_tagger(settings: Settings) -> Tagger | None:
     return tagger.tag  # type: ignore[no-any-return,unused-ignore]
 
 
-def cli_cluster(input_path: Path, output_path: Path, settings: Settings, *, tagger: Tagger | None = None) -> int:
+def cli_cluster(
+    input_path: Path, output_path: Path, settings: Settings, *, tagger: Tagger | None = None
+) -> int:
     """`newsflow cluster`: tag, then assign, over the articles of a JSON-lines file in file order.
 
     Runs exactly the stream's engine and configuration. Writes `{"id", "story_id", "duplicate_of"}` rows and a
@@ -500,7 +564,9 @@ def cli_cluster(input_path: Path, output_path: Path, settings: Settings, *, tagg
     duplicates = 0
     for article in tagged:
         result = engine.assign(article)
-        rows.append({"id": result.article_id, "story_id": result.story_id, "duplicate_of": result.duplicate_of})
+        rows.append(
+            {"id": result.article_id, "story_id": result.story_id, "duplicate_of": result.duplicate_of}
+        )
         stories.add(result.story_id)
         duplicates += result.duplicate_of is not None
     output_path.parent.mkdir(parents=True, exist_ok=True)

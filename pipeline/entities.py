@@ -269,9 +269,21 @@ class Recaser:
 
     MAX_PHRASE = 4
 
-    def __init__(self, gazetteer: Gazetteer, stop_words: frozenset[str]) -> None:
+    def __init__(
+        self, gazetteer: Gazetteer, stop_words: frozenset[str], vocabulary: frozenset[str] = frozenset()
+    ) -> None:
         self.gaz = gazetteer
         self.stop_words = stop_words
+        self.vocabulary = vocabulary | stop_words
+        """lower-case dictionary words: a shouted word we cannot place is lower-cased only if it is one"""
+
+    def _dictionary_word(self, low: str) -> bool:
+        """The word or a regular inflection of it is in the dictionary ("REPORTS", "WARNED", "TALKS")."""
+        if len(self.vocabulary) < 1000:
+            return True  # no real dictionary: lower-case everything unknown, the safe choice for precision
+        low = re.sub(r"['’]s$", "", low)
+        stems = {low, low[:-1], low[:-2], low[:-3], low[:-3] + "y", low[:-2] + "e", low[:-3] + "e"}
+        return any(stem in self.vocabulary for stem in stems if len(stem) >= 2)
 
     def recase(self, text: str) -> str:
         lines = text.split("\n")
@@ -282,7 +294,8 @@ class Recaser:
         out = []
         for line, is_caps in zip(lines, caps, strict=True):
             if is_caps:
-                out.append(self._recase_span(line, 0, len(line), model, sentence_case=True))
+                row = any(_NUMERIC.fullmatch(t) for t in line.split())
+                out.append(self._recase_span(line, 0, len(line), model, sentence_case=True, title=row))
             elif (end := self._dateline_end(line)) > 0:
                 out.append(self._recase_span(line, 0, end, model, sentence_case=False, title=True))
             else:
@@ -307,7 +320,12 @@ class Recaser:
         low = word.lower()
         if low not in self.stop_words and (proper := self.gaz.phrases.get(low)) is not None:
             return proper
-        return _capitalise(word) if title else _lower(word)
+        if title:
+            return _capitalise(word)
+        if self._dictionary_word(low):
+            return _lower(word)
+        # Not a dictionary word: a name ("ZELENSKY" -> "Zelensky") or an acronym ("NHL" stays).
+        return word if len(word) <= 4 and word.isalpha() else _capitalise(word)
 
     def _recase_span(
         self, line: str, start: int, end: int, model: CaseModel, *, sentence_case: bool, title: bool = False
@@ -367,6 +385,11 @@ _DATE = re.compile(r"\b\d{4}-\d{2}-\d{2}\b|\b\d{1,2}/\d{1,2}/\d{2,4}\b")
 _ROW_NAME = re.compile(r"[A-Z][\w.'’&-]*(?:\s+(?:[A-Z][\w.'’&-]*|of|de|del|la|van|von|and|the|II|III))*")
 
 
+_ROW_WORDS = frozenset(
+    {"v", "vs", "de", "del", "da", "do", "dos", "van", "von", "der", "den", "of", "and", "the"}
+)
+
+
 def table_rows(text: str) -> list[tuple[int, int]]:
     """Character ranges of results/standings rows: lines of names and numbers, no running prose.
 
@@ -378,7 +401,7 @@ def table_rows(text: str) -> list[tuple[int, int]]:
     for line in text.split("\n"):
         tokens = line.split()
         numeric = sum(bool(_NUMERIC.fullmatch(t)) for t in tokens)
-        prose = any(t[:1].islower() and len(t) > 3 and t.isalpha() for t in tokens)
+        prose = any(t[:1].islower() and t.isalpha() and t not in _ROW_WORDS for t in tokens)
         alpha = any(any(c.isalpha() for c in t) for t in tokens)
         if numeric and alpha and not prose and not _DATE.search(line):
             rows.append((offset, offset + len(line)))
@@ -392,6 +415,28 @@ def _row_names(text: str, rows: list[tuple[int, int]]) -> Iterator[tuple[int, in
         for m in _ROW_NAME.finditer(text, start, end):
             if re.match(r"\s+[-+(]?\d", text[m.end() : end]) and len(m.group()) > 1:
                 yield m.start(), m.end()
+
+
+_SEPARATOR = re.compile(
+    r"\s+[-–—]+\s+|\s+vs?\.?\s+|\s*[()\[\]]\s*|\s*[,;:/|]\s+"
+    r"|\s+(?!(?:of|de|del|da|das|do|dos|der|den|van|von|al|el|bin|ibn|la|le|les|du|di|y|e|and|the|for|on|upon|"
+    r"am|an|auf|zu)\s)[a-z][\w.'’]*(?=\s)"
+)
+"""Where one name ends and another begins inside a model span: headline separators ("Cricket - Australia"),
+"v"/"vs" between teams, brackets, list punctuation, and lower-case words that are not name particles
+("Younis st Germon b Harris" in a scorecard)."""
+_NUMBER_EDGE = re.compile(r"(?:\s+[-+]?\d[\d.,:/'-]*)+$|^(?:[-+]?\d[\d.,:/'-]*\s+)+")
+
+
+def split_span(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """A model span cut at separators; each piece is then cleaned and canonicalised on its own."""
+    pieces = []
+    cursor = start
+    for m in _SEPARATOR.finditer(text, start, end):
+        pieces.append((cursor, m.start()))
+        cursor = m.end()
+    pieces.append((cursor, end))
+    return [(a, b) for a, b in pieces if b > a]
 
 
 def _clean_span(text: str, start: int, end: int, label: str) -> tuple[int, int]:
@@ -416,6 +461,8 @@ def _clean_span(text: str, start: int, end: int, label: str) -> tuple[int, int]:
             end -= 1
         if m := _POSSESSIVE.search(text[start:end]):
             end = start + m.start()
+        if (m := _NUMBER_EDGE.search(text[start:end])) and m.group().strip() != text[start:end].strip():
+            start, end = (start + m.end(), end) if m.start() == 0 else (start, start + m.start())
         if m := re.match(r"(?i)the\s+", text[start:end]):
             start += m.end()
         if label == "PERSON":
@@ -439,7 +486,7 @@ def _keep(text: str, label: str, gaz: Gazetteer) -> bool:
     a time zone, or a row of single letters (table headers such as "W L")."""
     if len(text) < 2 or not any(c.isupper() for c in text) or not any(c.isalpha() for c in text):
         return False
-    if text in _NOT_NAMES or all(len(w) == 1 for w in text.split()):
+    if text in _NOT_NAMES or all(len(w) == 1 for w in text.split()) or text.lower() in _PERSON_TITLES:
         return False
     if label in ("GPE", "LOC", "NORP", "ORG") and " " not in text and gaz.is_demonym(text):
         return label == "ORG" and text not in gaz.demonyms
@@ -599,9 +646,8 @@ class EntityTagger:
         self.settings = settings
         try:
             # Only the tokenizer and `ner` run: NER has its own embedding layer in the small English models.
-            nlp = spacy.load(
-                settings.model, exclude=["parser", "lemmatizer", "tagger", "attribute_ruler", "senter"]
-            )
+            # The lemmatizer is loaded (never run) for its word tables, used to re-case ALL-CAPS text.
+            nlp = spacy.load(settings.model, exclude=["parser", "tagger", "attribute_ruler", "senter"])
         except OSError as exc:
             raise ConfigError(f"entities.model {settings.model!r} is not installed: {exc}") from None
         keep = {"ner", "entity_ruler"} | ({"tok2vec"} if self._ner_listens(nlp) else set())
@@ -611,7 +657,7 @@ class EntityTagger:
         model_lang = str(nlp.lang)
         self.languages = [lang for lang in settings.languages if lang == model_lang] or [model_lang]
         self.gazetteer = build_gazetteer(settings.aliases, settings.city_min_population)
-        self.recaser = Recaser(self.gazetteer, frozenset(nlp.Defaults.stop_words))
+        self.recaser = Recaser(self.gazetteer, frozenset(nlp.Defaults.stop_words), _vocabulary(nlp))
         self.matcher = PhraseMatcher(nlp.vocab, attr="ORTH")
         names = sorted(self.gazetteer.match_names)
         for name, doc in zip(names, nlp.tokenizer.pipe(names), strict=True):  # type: ignore[union-attr]
@@ -666,6 +712,16 @@ class EntityTagger:
             span = doc[start:end]
             yield span.start_char, span.end_char, label
 
+    def _common_word(self, word: str, text: str, start: int, end: int, usage: CaseModel) -> bool:
+        """A capitalised dictionary word that is not a name here: the article itself writes it lower-case,
+        or it labels a headline section ("Cricket - ...", "Attendance : 12,000")."""
+        low = word.lower()
+        if self.gazetteer.lookup(word) is not None or low not in self.recaser.vocabulary:
+            return False
+        if usage.form(word) == low:
+            return True
+        return _sentence_initial(text, start) and bool(re.match(r"\s*(?:[-–—]\s|:)", text[end : end + 3]))
+
     def _entities(self, doc: Doc, original: str) -> list[Entity]:
         text = doc.text
         mentions: list[Mention] = []
@@ -676,12 +732,16 @@ class EntityTagger:
             for s, e in _row_names(text, rows):
                 if not any(s < te and ts < e for ts, te in taken):
                     spans.append((s, e, "ORG"))
-        for s, e, label in spans:
+        pieces = [(a, b, label) for s, e, label in spans for a, b in split_span(text, s, e)]
+        usage = CaseModel(text.split("\n"))
+        for s, e, label in pieces:
             if label not in LABEL_TYPES and label != "NORP" and label != "MISC":
                 continue
             s, e = _clean_span(text, s, e, label)
             cleaned = text[s:e]
             if not _keep(cleaned, label, self.gazetteer) or label == "NORP":
+                continue
+            if " " not in cleaned and self._common_word(cleaned, text, s, e, usage):
                 continue
             m = Mention(s, e, label, cleaned, original[s:e])
             entry = self.gazetteer.lookup(cleaned)
@@ -708,6 +768,28 @@ def _inside(position: int, ranges: list[tuple[int, int]]) -> bool:
 
 def _has_letters(text: str) -> bool:
     return any(c.isalpha() for c in text)
+
+
+def _vocabulary(nlp: Language) -> frozenset[str]:
+    """Lower-case English words from the model's own lemmatizer tables (WordNet lemma index + exceptions).
+
+    Read from the loaded but disabled lemmatizer; models without those tables give an empty set.
+    """
+    if "lemmatizer" not in nlp.component_names:
+        return frozenset()
+    lookups = getattr(nlp.get_pipe("lemmatizer"), "lookups", None)
+    words: set[str] = set()
+    for table_name in ("lemma_index", "lemma_exc"):
+        if lookups is None or not lookups.has_table(table_name):
+            continue
+        for entries in lookups.get_table(table_name).values():
+            if isinstance(entries, dict):
+                words.update(k for k in entries if isinstance(k, str))
+                for v in entries.values():
+                    words.update(x for x in (v if isinstance(v, list) else [v]) if isinstance(x, str))
+            elif isinstance(entries, list):
+                words.update(x for x in entries if isinstance(x, str))
+    return frozenset(w for w in words if w.isalpha() and w.islower())
 
 
 def entity_keywords(entities: list[Entity]) -> dict[str, list[str]]:

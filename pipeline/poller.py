@@ -143,7 +143,8 @@ class Poller:
     def __init__(self, settings: Settings, feeds: list[FeedConfig] | None = None) -> None:
         self.settings = settings
         self.feeds = [f for f in (feeds if feeds is not None else settings.feeds) if f.enabled]
-        self.seen = SeenStore(settings.stack.state_dir / "poller" / "seen.sqlite", settings.poller.seen_ttl_days)
+        seen_db = settings.poller.seen_db or settings.stack.state_dir / "poller" / "seen.sqlite"
+        self.seen = SeenStore(seen_db, settings.poller.seen_ttl_days)
         self.producer = bus.producer(settings, value_serializer=lambda a: a.model_dump_json().encode())
         self.totals = PollTotals()
         self._stop = asyncio.Event()
@@ -200,7 +201,8 @@ class Poller:
                 result = FeedResult(feed.url, ok=True, status=304, not_modified=True)
                 self.seen.record(result)
                 return result
-            parsed = parse_feed(
+            parsed = await asyncio.to_thread(  # CPU-bound: keep the event loop serving other feeds
+                parse_feed,
                 response.content,
                 feed_url=feed.url,
                 fetched_at=datetime.now(UTC),
@@ -208,7 +210,10 @@ class Poller:
                 source=feed.name,
                 base_url=response.final_url,
             )
-            new = await asyncio.to_thread(self.produce_new, parsed.items)
+            fresh = self.unseen_items(parsed.items)
+            await asyncio.to_thread(self.produce, fresh)
+            self.seen.mark(a.id for a in fresh)  # only after the broker acknowledged every one of them
+            new = len(fresh)
             result = FeedResult(feed.url, ok=True, status=response.status, new_items=new,
                                 seen_items=len(parsed.items) - new)
             self.seen.record(result, response.headers.get("etag"), response.headers.get("last-modified"))
@@ -245,16 +250,17 @@ class Poller:
             raise FeedError(f"cannot fetch {current}: {type(exc).__name__}: {exc}".rstrip(": ")) from None
         raise FeedError(f"more than {MAX_REDIRECTS} redirects from {url}")
 
-    def produce_new(self, items: list[Article]) -> int:
-        """Produce unseen items, wait for the broker's acks, then remember them."""
+    def unseen_items(self, items: list[Article]) -> list[Article]:
+        """Items not produced before (first occurrence wins when a feed repeats an id)."""
         fresh = self.seen.unseen([a.id for a in items])
-        batch = [a for a in {a.id: a for a in items}.values() if a.id in fresh]
-        futures = [self.producer.send(self.settings.kafka.topics.articles, key=a.id, value=a) for a in batch]
+        return [a for a in {a.id: a for a in reversed(items)}.values() if a.id in fresh][::-1]
+
+    def produce(self, items: list[Article]) -> None:
+        """Produce and block until the broker acknowledged every record (acks=all)."""
+        futures = [self.producer.send(self.settings.kafka.topics.articles, key=a.id, value=a) for a in items]
         self.producer.flush()
         for f in futures:
             f.get(timeout=self.settings.kafka.request_timeout_ms / 1000)
-        self.seen.mark(a.id for a in batch)
-        return len(batch)
 
     def status(self) -> dict[str, Any]:
         t = self.totals

@@ -76,6 +76,9 @@ class PollerSettings(_Section):
         default_factory=list, description="hosts allowed even if they resolve to private/loopback addresses"
     )
     seen_ttl_days: float = Field(30.0, gt=0, description="how long a produced item id is remembered")
+    seen_db: Path | None = Field(
+        None, description="seen-state file; default <stack.state_dir>/poller/seen.sqlite"
+    )
 
 
 class WorkerSettings(_Section):
@@ -83,6 +86,10 @@ class WorkerSettings(_Section):
     web_port: int = Field(6066, ge=0, le=65535, description="faust web port; each extra worker uses +1")
     tag_batch_size: int = Field(32, ge=1)
     tag_batch_window_s: float = Field(0.5, gt=0)
+    session_timeout_s: float = Field(
+        15.0, ge=6, description="how fast a dead worker is noticed and its partitions move to another"
+    )
+    assign_batch_size: int = Field(200, ge=1, description="articles per durable state flush in assignment")
 
 
 class DedupSettings(_Section):
@@ -90,26 +97,31 @@ class DedupSettings(_Section):
 
     story_window_hours: float = Field(72.0, gt=0, description="a story closes after this long without news")
     similarity_threshold: float = Field(
-        0.30, gt=0, le=1, description="weighted cosine (body/title/entities) needed to join an open story"
+        0.25, gt=0, le=1, description="weighted cosine (body/title/entities) needed to join an open story"
+    )
+    cohesion: float = Field(
+        0.7, ge=0, le=1, description="a story also needs this share of the mean score its members joined with"
     )
     near_duplicate_threshold: float = Field(
-        0.75,
+        0.7,
         gt=0,
         le=1,
-        description="Jaccard of word 4-shingles above which a body is a copy of an earlier one",
+        description="Jaccard of word 3-shingles from which a body is a copy of an earlier one",
     )
     body_weight: float = Field(0.5, ge=0, description="weight of the body-words cosine in the similarity")
     title_weight: float = Field(0.1, ge=0, description="weight of the headline-words cosine")
-    entity_weight: float = Field(0.4, ge=0, description="weight of the canonical-entity cosine (when tagged)")
+    entity_weight: float = Field(0.2, ge=0, description="weight of the canonical-entity cosine (when tagged)")
     lead_weight: float = Field(4.0, ge=0, description="extra weight of an article's first words (its lead)")
-    article_terms: int = Field(100, ge=5, description="heaviest terms kept of an article's body vector")
-    story_terms: int = Field(150, ge=10, description="heaviest terms kept of a story's body centroid")
+    article_terms: int = Field(60, ge=5, description="heaviest terms kept of an article's body vector")
+    story_terms: int = Field(100, ge=10, description="heaviest terms kept of a story's body centroid")
     story_title_terms: int = Field(40, ge=5, description="terms kept of a story's headline centroid")
     story_entities: int = Field(30, ge=1, description="entities kept of a story's entity centroid")
     index_terms: int = Field(20, ge=1, description="heaviest story terms put in the candidate index")
     query_terms: int = Field(20, ge=1, description="heaviest article terms looked up in the candidate index")
-    max_candidates: int = Field(30, ge=1, description="stories fully scored per article")
-    max_postings: int = Field(5000, ge=10, description="index terms shared by more stories are not looked up")
+    max_candidates: int = Field(5, ge=1, description="stories fully scored per article")
+    candidate_budget: int = Field(
+        1000, ge=10, description="story ids visited in the candidate index per article (rarest terms first)"
+    )
     sketches_per_story: int = Field(
         16, ge=1, description="latest originals per story checked for near-copies"
     )

@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -53,6 +54,8 @@ Echo = Callable[[str], object]
 # Children started by this Python process: polling them reaps zombies, so "is it still alive?" stays truthful.
 _children: dict[int, subprocess.Popen[bytes]] = {}
 _quiet = threading.local()
+# One Maven at a time: two Maven JVMs on a 2-core box take longer than one after the other.
+_maven_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -182,17 +185,30 @@ def _first_bootstrap(bootstrap: str) -> tuple[str, int]:
 
 def classpath(settings: Settings, name: str) -> str:
     """The component's classpath, cached next to its data; re-resolved only if the pom (or a jar) changed."""
+    if cached := cached_classpath(settings, name):
+        return cached
+    with _maven_lock:
+        if cached := cached_classpath(settings, name):
+            return cached  # (maybe resolved by another thread while we waited)
+        cdir = component_dir(settings, name)
+        cdir.mkdir(parents=True, exist_ok=True)
+        _resolve_classpath(settings, _pom(name), cdir / "classpath.txt")
+        (cdir / "classpath.key").write_text(_pom_key(name) + "\n")
+        return (cdir / "classpath.txt").read_text(encoding="utf-8").strip()
+
+
+def _pom_key(name: str) -> str:
+    return hashlib.sha256(_pom(name).read_bytes()).hexdigest()
+
+
+def cached_classpath(settings: Settings, name: str) -> str | None:
+    """The cached classpath if it was resolved from the current pom and every jar is still in ~/.m2."""
     cdir = component_dir(settings, name)
     cp_file, key_file = cdir / "classpath.txt", cdir / "classpath.key"
-    key = hashlib.sha256(_pom(name).read_bytes()).hexdigest()
-    if cp_file.exists() and key_file.exists() and key_file.read_text().strip() == key:
-        cp = cp_file.read_text(encoding="utf-8").strip()
-        if cp and all(Path(jar).exists() for jar in cp.split(os.pathsep)):
-            return cp
-    cdir.mkdir(parents=True, exist_ok=True)
-    _resolve_classpath(settings, _pom(name), cp_file)
-    key_file.write_text(key + "\n")
-    return cp_file.read_text(encoding="utf-8").strip()
+    if not (cp_file.exists() and key_file.exists()) or key_file.read_text().strip() != _pom_key(name):
+        return None
+    cp = cp_file.read_text(encoding="utf-8").strip()
+    return cp if cp and all(Path(jar).exists() for jar in cp.split(os.pathsep)) else None
 
 
 def _resolve_classpath(settings: Settings, pom: Path, out: Path) -> None:
@@ -418,13 +434,15 @@ def _tail(path: Path, since: int = 0, max_bytes: int = 256 * 1024) -> list[str]:
         return []
 
 
+# The JVM's generic epilogue after the real reason (e.g. "Invalid initial heap size: -Xms5x").
+_JVM_NOISE = re.compile(r"^Error: (Could not create the Java Virtual Machine|A fatal exception has occurred)")
 _EXC = re.compile(r"^(Caused by: )?[\w.$]+(Exception|Error)\b(:.*)?$")
 _LEVEL = re.compile(r"\b(ERROR|FATAL)\b|^Error:")
 
 
 def error_line(lines: list[str]) -> str | None:
     """The line that best explains a failure: the exception after the last ERROR, that ERROR, or None."""
-    lines = [ln.strip() for ln in lines if ln.strip()]
+    lines = [ln.strip() for ln in lines if ln.strip() and not _JVM_NOISE.match(ln.strip())]
     errors = [i for i, ln in enumerate(lines) if _LEVEL.search(ln)]
     if errors:
         last = errors[-1]
@@ -439,6 +457,7 @@ def error_line(lines: list[str]) -> str | None:
 def meaningful_line(lines: list[str]) -> str | None:
     """`error_line`, else the last non-empty line (skipping our own start banners)."""
     lines = [ln.strip() for ln in lines if ln.strip() and not ln.startswith("=== newsflow")]
+    lines = [ln for ln in lines if not _JVM_NOISE.match(ln)]
     return error_line(lines) or (lines[-1] if lines else None)
 
 
@@ -478,9 +497,44 @@ if not any(isinstance(f, _QuietKafka) for f in _kafka_logger.filters):
     _kafka_logger.addFilter(_QuietKafka())
 
 
-def probe_kafka(bootstrap: str, *, create_topic: bool = True, timeout_s: float = 5.0) -> _Probe:
-    """Healthy = metadata answers and (when asked) the controller can create/confirm our probe topic."""
+def _admin_client(bootstrap: str, timeout_s: float) -> Any:
+    """Admin client with short timeouts (kafka-python 2.x and 3.x name the bootstrap timeout differently)."""
     from kafka import KafkaAdminClient
+
+    wanted = {
+        "bootstrap_servers": bootstrap,
+        "client_id": "newsflow-stack",
+        "request_timeout_ms": int(timeout_s * 1000),
+        "bootstrap_timeout_ms": int(timeout_s * 1000),  # 3.x
+        "api_version_auto_timeout_ms": int(timeout_s * 1000),  # 2.x
+    }
+    known = KafkaAdminClient.DEFAULT_CONFIG
+    return KafkaAdminClient(**{k: v for k, v in wanted.items() if k in known})
+
+
+def _broker_version(admin: Any, broker: dict[str, Any]) -> str | None:
+    """What the client learned from ApiVersions (3.x: the broker's minor; 2.x: the newest API it knows)."""
+    try:
+        if hasattr(admin, "get_broker_version_data"):
+            node = broker.get("node_id", broker.get("broker_id"))
+            return f"kafka {admin.get_broker_version_data(node).broker_version_str} (from API)"
+        api = admin.config.get("api_version")
+        return f"kafka >= {'.'.join(map(str, api))} (from API)" if api else None
+    except Exception:  # the version is decoration; never fail health on it
+        return None
+
+
+def _topic_ready(admin: Any, topic: str) -> bool:
+    try:
+        described = admin.describe_topics([topic])
+    except Exception:  # 2.x raises UnknownTopicOrPartitionError, 3.x may return the error code
+        return False
+    partitions = [p for t in described if t.get("topic") == topic for p in t.get("partitions", [])]
+    return bool(partitions) and all(p.get("leader", -1) >= 0 for p in partitions)
+
+
+def probe_kafka(bootstrap: str, *, create_topic: bool = True, timeout_s: float = 5.0) -> _Probe:
+    """Healthy = metadata answers and (if asked) the controller creates a probe topic and elects a leader."""
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
@@ -489,30 +543,20 @@ def probe_kafka(bootstrap: str, *, create_topic: bool = True, timeout_s: float =
         return _Probe(False, f"nothing listening on {host}:{port}")
     _quiet.on = True
     try:
-        admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap,
-            client_id="newsflow-stack",
-            request_timeout_ms=int(timeout_s * 1000),
-            bootstrap_timeout_ms=int(timeout_s * 1000),
-        )
+        admin = _admin_client(bootstrap, timeout_s)
         try:
             cluster = admin.describe_cluster()
             brokers = cluster.get("brokers") or []
             if not brokers:
                 return _Probe(False, "no brokers in metadata yet")
             if create_topic:
-                with contextlib.suppress(TopicAlreadyExistsError):
-                    admin.create_topics([NewTopic(PROBE_TOPIC, 1, 1)], timeout_ms=int(timeout_s * 1000))
-                admin.wait_for_topics([PROBE_TOPIC], timeout_ms=int(timeout_s * 1000))
-            version = None
-            try:
-                broker_id = brokers[0]["broker_id"]
-                version = f"{admin.get_broker_version_data(broker_id).broker_version_str} (by API)"
-            except Exception:  # the version is decoration; never fail health on it
-                version = None
-            return _Probe(
-                True, f"{len(brokers)} broker(s), controller {cluster.get('controller_id')}", version
-            )
+                if not _topic_ready(admin, PROBE_TOPIC):
+                    with contextlib.suppress(TopicAlreadyExistsError):
+                        admin.create_topics([NewTopic(PROBE_TOPIC, 1, 1)], timeout_ms=int(timeout_s * 1000))
+                if not _topic_ready(admin, PROBE_TOPIC):
+                    return _Probe(False, f"topic {PROBE_TOPIC} has no leader yet")
+            detail = f"{len(brokers)} broker(s), controller {cluster.get('controller_id')}"
+            return _Probe(True, detail, _broker_version(admin, brokers[0]))
         finally:
             admin.close()
     except Exception as exc:
@@ -673,7 +717,7 @@ def _bring_up_locked(settings: Settings, name: str, echo: Echo, started: float) 
     external = _probe_configured(settings, name, timeout_s=3.0)
     if external.healthy:
         echo(
-            f"{name}: using the {external.version or name} already at {_configured_address(settings, name)} "
+            f"{name}: using {external.version or name} already at {_configured_address(settings, name)} "
             "(not started by newsflow; left alone by `stack down`)"
         )
         return
@@ -705,13 +749,17 @@ def _in_parallel(
         if not isinstance(exc, StackError):
             raise exc  # type: ignore[misc]  # a bug, not a user-facing problem: keep the traceback
     if failures:
-        raise StackError("; ".join(str(e) for e in failures))
+        raise StackError("; ".join(dict.fromkeys(str(e) for e in failures)))  # same cause once
 
 
 def up(settings: Settings, *, echo: Echo = print) -> None:
     """Start (or reuse) Kafka and OpenSearch in parallel and return once both are healthy."""
     started = time.monotonic()
     settings.stack.state_dir.mkdir(parents=True, exist_ok=True)
+    if running_pid(settings, OPENSEARCH) is None and cached_classpath(settings, OPENSEARCH) is None:
+        # Cold: OpenSearch boots slowest, so it gets Maven first; Kafka's resolve then overlaps its boot.
+        echo("stack: resolving jars with Maven (first run only) ...")
+        classpath(settings, OPENSEARCH)
     _in_parallel(settings, COMPONENTS, _bring_up, echo)
     echo(f"stack: up in {time.monotonic() - started:.1f} s (state in {settings.stack.state_dir})")
 
@@ -749,6 +797,8 @@ def _stop_locked(settings: Settings, name: str, say: Echo) -> bool:
             path.unlink(missing_ok=True)  # stale: the process is gone or the pid now belongs to someone else
         return False
     started = time.monotonic()
+    if name == OPENSEARCH:
+        _flush_search(settings)
     os.kill(pid, signal.SIGTERM)
     if not _wait_gone(pid, settings.stack.stop_timeout_s):
         say(f"{name}: pid {pid} ignored SIGTERM for {settings.stack.stop_timeout_s:.0f} s; sending SIGKILL")
@@ -760,6 +810,16 @@ def _stop_locked(settings: Settings, name: str, say: Echo) -> bool:
     path.unlink(missing_ok=True)
     say(f"{name}: stopped (pid {pid}) in {time.monotonic() - started:.1f} s")
     return True
+
+
+def _flush_search(settings: Settings) -> None:
+    """Commit every index before SIGTERM: the runner's shutdown hook exits without a final Lucene commit, so
+    a restart would otherwise replay the (fsynced) translog. Best effort: a failed flush loses nothing."""
+    try:
+        with _search_client(settings, search_address(settings), 15.0) as client:
+            client.post("/_flush")
+    except httpx.HTTPError as exc:
+        log.debug("flush before stop failed: %s", exc)
 
 
 def _take_down(settings: Settings, name: str, echo: Echo) -> None:

@@ -4,9 +4,9 @@ Everything here is a pure, deterministic function of the text (no per-process ha
 workers, or one worker before and after a restart, compute the same features for the same article.
 
 IDF comes from a general English word-frequency resource (`wordfreq`), not from the stream: the stream's own
-statistics are burst-shaped (one big story floods its words) and would make the assignment of an article depend
-on everything seen before it. A word's frequency in running text is turned into a document-frequency estimate
-for a news-length document, which is what IDF needs.
+statistics are burst-shaped (one big story floods its words) and would make the assignment of an article
+depend on everything seen before it. A word's frequency in running text is turned into a document-frequency
+estimate for a news-length document, which is what IDF needs.
 """
 
 from __future__ import annotations
@@ -14,11 +14,14 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-import unicodedata
 import zlib
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
+from operator import itemgetter
 from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import numpy as np
 
 Vector = dict[str, float]
 
@@ -30,7 +33,7 @@ _DOC_TOKENS = 400.0
 MAX_IDF = 11.0
 # Below this IDF a word carries no topical signal ("the", "said", "year"): dropped from vectors.
 MIN_IDF = 1.0
-# Numbers (dates, counts, magnitudes) tell look-alike events apart, but a shared number alone is weak evidence.
+# Numbers (dates, counts, magnitudes) tell look-alike events apart; a shared number alone is weak evidence.
 NUMBER_IDF = 3.0
 _NUMBER = re.compile(r"[\d.,:/-]+")
 # Words after the first ~LEAD_SPAN of an article fade to plain weight (see tfidf's `lead`).
@@ -43,7 +46,9 @@ def _zipf_table() -> Mapping[str, float]:
     """wordfreq's English table as word -> frequency per token; loaded once (about 0.1 s)."""
     try:
         from wordfreq import get_frequency_dict
-    except ImportError:  # pragma: no cover - the dependency is declared; degrade to flat IDF rather than crash
+    except (
+        ImportError
+    ):  # pragma: no cover - the dependency is declared; degrade to flat IDF rather than crash
         return {}
     return get_frequency_dict("en", wordlist="best")
 
@@ -82,7 +87,7 @@ def _norm_token(raw: str) -> str:
 
 def tokens(text: str) -> list[str]:
     """Normalised word tokens of `text` (any script; numbers kept: magnitudes and dates tell events apart)."""
-    return [t for t in (_norm_token(m) for m in _WORD.findall(text)) if t]
+    return list(filter(None, map(_norm_token, _WORD.findall(text))))
 
 
 def tfidf(toks: Sequence[str], *, lead: float = 0.0) -> Vector:
@@ -92,9 +97,10 @@ def tfidf(toks: Sequence[str], *, lead: float = 0.0) -> Vector:
     sentences, background - often an earlier look-alike event - comes later): an occurrence at position i
     counts 1 + lead * exp(-i / LEAD_SPAN).
     """
-    counts: dict[str, float] = {}
-    for i, term in enumerate(toks):
-        counts[term] = counts.get(term, 0.0) + (1.0 + lead * math.exp(-i / LEAD_SPAN) if lead else 1.0)
+    counts: dict[str, float] = dict(Counter(toks))  # counted in C; the lead bonus only touches the lead
+    if lead:
+        for term, decay in zip(toks, _lead_decay(), strict=False):
+            counts[term] += lead * decay
     vec: Vector = {}
     for term, n in counts.items():
         w = idf(term)
@@ -103,31 +109,40 @@ def tfidf(toks: Sequence[str], *, lead: float = 0.0) -> Vector:
     return normalise(vec)
 
 
+@lru_cache(maxsize=1)
+def _lead_decay() -> tuple[float, ...]:
+    """exp(-i / LEAD_SPAN) for the positions where it still matters."""
+    return tuple(math.exp(-i / LEAD_SPAN) for i in range(int(LEAD_SPAN * 4)))
+
+
 def normalise(vec: Mapping[str, float]) -> Vector:
     """Scale to unit L2 norm (a copy); the zero vector stays empty."""
-    norm = math.sqrt(sum(v * v for v in vec.values()))
-    return {k: v / norm for k, v in vec.items()} if norm > 0 else {}
+    n = norm(vec)
+    return {k: v / n for k, v in vec.items()} if n > 0 else {}
 
 
 def dot(a: Mapping[str, float], b: Mapping[str, float]) -> float:
-    """Sparse dot product, iterating the smaller side."""
-    if len(a) > len(b):
-        a, b = b, a
-    return sum(v * b[k] for k, v in a.items() if k in b)
+    """Sparse dot product. fsum makes it independent of the (per-process salted) set iteration order."""
+    return math.fsum([a[k] * b[k] for k in a.keys() & b.keys()])
+
+
+def norm(vec: Mapping[str, float]) -> float:
+    """L2 norm."""
+    return math.sqrt(math.fsum([v * v for v in vec.values()]))
 
 
 def cosine(a: Mapping[str, float], b: Mapping[str, float]) -> float:
     """Cosine of two sparse vectors of any scale (0 when either is empty)."""
-    na = math.sqrt(sum(v * v for v in a.values()))
-    nb = math.sqrt(sum(v * v for v in b.values()))
+    na, nb = norm(a), norm(b)
     return dot(a, b) / (na * nb) if na > 0 and nb > 0 else 0.0
 
 
 def top_terms(vec: Mapping[str, float], k: int) -> Vector:
-    """The k heaviest terms; ties broken by the term so truncation is deterministic."""
+    """The k heaviest terms. The sort is stable, so ties keep insertion order, which is itself a function of
+    the input (and survives JSON): truncation is deterministic without a slower two-key sort."""
     if len(vec) <= k:
         return dict(vec)
-    return dict(sorted(vec.items(), key=lambda kv: (-kv[1], kv[0]))[:k])
+    return dict(sorted(vec.items(), key=itemgetter(1), reverse=True)[:k])
 
 
 def stable_hash(text: str) -> int:
@@ -135,12 +150,26 @@ def stable_hash(text: str) -> int:
     return zlib.crc32(text.encode("utf-8"))
 
 
-def shingle_sketch(toks: list[str], *, size: int = 3, k: int = 64) -> list[int]:
-    """Bottom-k sketch of the word `size`-shingles: a compact, JSON-able stand-in for the shingle set."""
-    if len(toks) < size:
+@lru_cache(maxsize=200_000)
+def _token_hash(token: str) -> int:
+    return stable_hash(token)
+
+
+def shingle_sketch(toks: list[str], *, k: int = 64, limit: int = 600) -> list[int]:
+    """Bottom-k sketch of the word 3-shingles of the first `limit` words: a compact, JSON-able stand-in for
+    the shingle set (copies share their beginning; the cap bounds the work on very long texts).
+
+    A shingle's hash mixes its words' cached stable hashes arithmetically: cheaper than hashing joined text,
+    and just as stable across processes.
+    """
+    n = min(len(toks), limit)
+    if n < 3:
         return []
-    hashes = {stable_hash(" ".join(toks[i : i + size])) for i in range(len(toks) - size + 1)}
-    return sorted(hashes)[:k]
+    hs = np.fromiter(map(_token_hash, toks[:n]), dtype=np.uint64, count=n)
+    p = np.uint64(0x01000193)
+    # uint64 products wrap mod 2**64; the low 32 bits kept are exactly those of the unbounded arithmetic
+    mixed = ((((hs[:-2] * p) ^ hs[1:-1]) * p ^ hs[2:]) * p) & np.uint64(0xFFFFFFFF)
+    return [int(h) for h in np.unique(mixed)[:k]]
 
 
 def sketch_jaccard(a: list[int], b: list[int], k: int = 64) -> float:
@@ -152,9 +181,8 @@ def sketch_jaccard(a: list[int], b: list[int], k: int = 64) -> float:
     return sum(1 for h in union if h in sa and h in sb) / len(union)
 
 
-def content_fingerprint(text: str) -> str | None:
-    """Hash of the text's words only: survives whitespace, punctuation, case and markup-entity changes."""
-    words = tokens(unicodedata.normalize("NFKC", text))
+def content_fingerprint(words: Sequence[str]) -> str | None:
+    """Hash of the text's words only: survives whitespace, punctuation, case and markup changes."""
     if len(words) < 8:  # too short to tell a copy from a coincidence
         return None
     return hashlib.blake2b(" ".join(words).encode("utf-8"), digest_size=12).hexdigest()

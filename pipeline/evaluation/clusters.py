@@ -10,14 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from pipeline.dedup import Tagger, cli_cluster, default_tagger
-from pipeline.models import Article, Entity, TaggedArticle
+from pipeline.dedup import Tagger, cli_cluster
+from pipeline.models import TaggedArticle
 from pipeline.settings import Settings, load_settings
 
 Scores = dict[str, float]
@@ -62,28 +61,6 @@ def pairwise(gold: Mapping[str, str], pred: Mapping[str, str]) -> Scores:
     return _prf(same_both / same_pred if same_pred else 1.0, same_both / same_gold if same_gold else 1.0)
 
 
-def spacy_tagger(model: str) -> Tagger:
-    """Stand-in for `pipeline.entities.EntityTagger` while that module does not exist (evaluation only)."""
-    import spacy
-
-    nlp = spacy.load(model, exclude=["parser", "lemmatizer"])
-    kinds = {"PERSON": "person", "ORG": "organization", "GPE": "location", "LOC": "location", "EVENT": "event"}
-
-    def tag(articles: Sequence[Article]) -> list[TaggedArticle]:
-        out = []
-        for article, doc in zip(articles, nlp.pipe(a.title + "\n" + a.body for a in articles), strict=True):
-            counts: Counter[tuple[str, str]] = Counter()
-            for ent in doc.ents:
-                if ent.label_ in kinds:
-                    name = ent.text.strip().removeprefix("the ").removesuffix("'s")
-                    counts[(name, kinds[ent.label_])] += 1
-            ents = [Entity(name=n, type=t, mentions=[n], count=c) for (n, t), c in counts.items()]  # type: ignore[arg-type]
-            out.append(TaggedArticle(**article.model_dump(), language="en", entities=ents))
-        return out
-
-    return tag
-
-
 def run(path: Path, settings: Settings, tagger: Tagger | None) -> dict[str, str]:
     """Run the CLI contract on `path`; returns article id -> story id."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -109,17 +86,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         dedup[key.removeprefix("dedup.")] = json.loads(value)
     settings = load_settings()
     settings = settings.model_copy(update={"dedup": settings.dedup.model_copy(update=dedup)})
-    tagger: Tagger | None = None
-    if not args.no_entities and default_tagger(settings) is None:
-        print("pipeline.entities not available: using a spaCy stand-in tagger", file=sys.stderr)
-        tagger = spacy_tagger(settings.entities.model)
+    tagger: Tagger | None = None  # None: the stream's EntityTagger, as `newsflow cluster` runs
     if args.no_entities:
         tagger = lambda batch: [TaggedArticle(**a.model_dump()) for a in batch]  # noqa: E731
 
-    gold = {row["id"]: row["cluster"] for row in map(json.loads, ecb.read_text(encoding="utf-8").splitlines())}
+    gold = {
+        row["id"]: row["cluster"] for row in map(json.loads, ecb.read_text(encoding="utf-8").splitlines())
+    }
     pred = run(ecb, settings, tagger)
     b3, pw = bcubed(gold, pred), pairwise(gold, pred)
-    print(f"ECB+ dev: {len(gold)} articles, {len(set(gold.values()))} gold clusters, {len(set(pred.values()))} stories")
+    print(
+        f"ECB+ dev: {len(gold)} articles, {len(set(gold.values()))} gold clusters, "
+        f"{len(set(pred.values()))} stories"
+    )
     for name, s in (("B-cubed", b3), ("pairwise", pw)):
         print(f"  {name:9s} P={s['precision']:.3f} R={s['recall']:.3f} F1={s['f1']:.3f}")
     ok = True
@@ -127,7 +106,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed_pred = run(seeds, settings, tagger)
         together = len(set(seed_pred.values())) == 1
         ok = together
-        print(f"seed pair (putin-north-korea): {'one story' if together else 'SPLIT into ' + str(len(set(seed_pred.values()))) + ' stories'}")
+        print(
+            "seed pair (putin-north-korea): "
+            + ("one story" if together else f"SPLIT into {len(set(seed_pred.values()))} stories")
+        )
     else:
         print(f"seed pair skipped: {seeds} not found")
     return 0 if ok else 1

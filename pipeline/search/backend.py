@@ -194,3 +194,11 @@ def connect(settings: SearchSettings) -> SearchBackend:
     """The configured backend, or the one the server says it is (`backend: auto`)."""
     kind = detect_kind(settings) if settings.backend == "auto" else settings.backend
     return BACKENDS[kind](settings)
+
+
+def describe_unreachable(exc: BaseException) -> str | None:
+    """One line for a search-client connection failure (either client's exception types), else None."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if not names & {"ConnectionError", "ConnectionTimeout", "TransportError"} or "ApiError" in names:
+        return None
+    return f"search engine not reachable ({type(exc).__name__}); is it running? try `newsflow stack status`"

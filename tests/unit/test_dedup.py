@@ -1,4 +1,4 @@
-"""Story clustering engine: stories, duplicates, replay, restart, expiry, odd inputs. Fixtures written here."""
+"""Story clustering engine: stories, duplicates, replay, restart, expiry, odd inputs. Own fixtures."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def art(
         published=when,
         fetched_at=when,
         language=language,
-        entities=[Entity(name=n, type=t) for n, t in (entities or [])],  # type: ignore[arg-type]
+        entities=[Entity(name=n, type=t) for n, t in (entities or [])],
     )
 
 
@@ -81,7 +81,11 @@ STRIKE_A = art(
     "union collapsed. The German carrier cancelled more than 800 flights from its Frankfurt and Munich hubs, "
     "stranding about 100,000 passengers. The union wants a 15 percent raise and better pensions.",
     source="Wire One",
-    entities=[("Lufthansa", "organization"), ("Vereinigung Cockpit", "organization"), ("Frankfurt", "location")],
+    entities=[
+        ("Lufthansa", "organization"),
+        ("Vereinigung Cockpit", "organization"),
+        ("Frankfurt", "location"),
+    ],
 )
 STRIKE_B = art(
     "c2",
@@ -96,7 +100,7 @@ STRIKE_B = art(
 
 
 def engine(**overrides: object) -> StoryEngine:
-    return StoryEngine(DedupSettings(**overrides))  # type: ignore[arg-type]
+    return StoryEngine(DedupSettings(**overrides))
 
 
 def test_differently_worded_reports_of_one_event_share_a_story() -> None:
@@ -227,13 +231,16 @@ def test_expire_drops_idle_stories_with_their_articles_and_keys() -> None:
 def test_a_story_closes_after_the_window_even_before_expire_runs() -> None:
     e = engine(story_window_hours=24)
     first = e.assign(PUTIN_A)
-    late = e.assign(PUTIN_B.model_copy(update={"published": T0 + timedelta(days=5)}))
+    later = T0 + timedelta(days=5)
+    late = e.assign(PUTIN_B.model_copy(update={"published": later, "fetched_at": later}))
     assert late.story_id != first.story_id
 
 
 def test_revision_increases_on_every_change() -> None:
     e = engine()
-    revisions = [e.assign(a).story.revision for a in (PUTIN_A, PUTIN_B, PUTIN_A.model_copy(update={"id": "d"}))]
+    revisions = [
+        e.assign(a).story.revision for a in (PUTIN_A, PUTIN_B, PUTIN_A.model_copy(update={"id": "d"}))
+    ]
     assert revisions == [1, 2, 3]
 
 
@@ -244,7 +251,12 @@ def test_odd_articles_get_a_story_and_never_crash() -> None:
         TaggedArticle(id="u1", feed="f", source="s", title="Undated item", text="Some words about nothing.")
     )
     german = e.assign(
-        art("de1", "Streik bei der Bahn", "Die Gewerkschaft ruft zum Streik auf. Züge fallen aus.", language="de")
+        art(
+            "de1",
+            "Streik bei der Bahn",
+            "Die Gewerkschaft ruft zum Streik auf. Züge fallen aus.",
+            language="de",
+        )
     )
     empty = e.assign(art("e1", "", ""))
     cjk = e.assign(art("zh1", "东京发生地震", "东京今天发生强烈地震，没有海啸预警。"))
@@ -256,14 +268,18 @@ def test_odd_articles_get_a_story_and_never_crash() -> None:
 def test_title_only_reports_join_a_matching_story() -> None:
     e = engine()
     story = e.assign(PUTIN_A)
-    flash = e.assign(art("f1", "Putin to visit Pyongyang for talks with Kim Jong Un", source="Flash", hours=1))
+    flash = e.assign(
+        art("f1", "Putin to visit Pyongyang for talks with Kim Jong Un", source="Flash", hours=1)
+    )
     assert flash.story_id == story.story_id
 
 
 def test_representative_title_is_the_best_formed_headline() -> None:
     e = engine()
     e.assign(PUTIN_A.model_copy(update={"title": "PUTIN PYONGYANG TRIP"}))
-    better = e.assign(PUTIN_B.model_copy(update={"title": "Putin to visit North Korea for talks with Kim Jong Un"}))
+    better = e.assign(
+        PUTIN_B.model_copy(update={"title": "Putin to visit North Korea for talks with Kim Jong Un"})
+    )
     assert better.story.title == "Putin to visit North Korea for talks with Kim Jong Un"
     worse = e.assign(art("a3", "Putin, Pyongyang, Kim...", PUTIN_B.text + " More later.", hours=4))
     assert worse.story_id == better.story_id
@@ -288,7 +304,12 @@ def test_cli_cluster_writes_one_row_per_article(tmp_path: Path) -> None:
     ]
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    assert cli_cluster(src, out, Settings(), tagger=lambda batch: [TaggedArticle(**a.model_dump()) for a in batch]) == 0
+    assert (
+        cli_cluster(
+            src, out, Settings(), tagger=lambda batch: [TaggedArticle(**a.model_dump()) for a in batch]
+        )
+        == 0
+    )
     got = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert [g["id"] for g in got] == ["1", "2", "3", "4"]
     assert got[0]["story_id"] == got[1]["story_id"] == got[2]["story_id"] != got[3]["story_id"]
