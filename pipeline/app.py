@@ -71,7 +71,9 @@ def parse_article(raw: bytes | None) -> Article:
         raise ValueError(f"not an Article v1: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
 
 
-def tag_isolating_failures(tagger: EntityTagger, articles: list[Article]) -> tuple[list[TaggedArticle], list[DeadLetter]]:
+def tag_isolating_failures(
+    tagger: EntityTagger, articles: list[Article]
+) -> tuple[list[TaggedArticle], list[DeadLetter]]:
     """Tag a batch; if the batch fails, retry one by one so a single poison article cannot block the others."""
     try:
         return tagger.tag(articles), []
@@ -156,7 +158,7 @@ def create_app(settings: Settings) -> faust.App:
             stats.tagged += len(tagged)
             status.write("worker", stats.as_status())
 
-    @app.on_partitions_revoked.connect
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def _drop_engine(sender: Any, revoked: Any, **kwargs: Any) -> None:
         """The derived in-memory index is rebuilt from the tables after the next assignment."""
         engine_holder.clear()
@@ -184,8 +186,14 @@ def create_app(settings: Settings) -> faust.App:
                     reason = f"story assignment failed: {type(exc).__name__}: {exc}"
                     dead.append(bus.dead_letter("assign", reason, raw, topic=topics.tagged))
                     continue
-                outputs.append(EnrichedArticle(**article.model_dump(), story_id=result.story_id,
-                                               duplicate_of=result.duplicate_of, story=result.story))
+                outputs.append(
+                    EnrichedArticle(
+                        **article.model_dump(),
+                        story_id=result.story_id,
+                        duplicate_of=result.duplicate_of,
+                        story=result.story,
+                    )
+                )
                 if not result.replayed:
                     stats.assigned += 1
                     stats.new_stories += int(result.is_new_story)

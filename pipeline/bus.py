@@ -5,6 +5,7 @@ The Faust worker has its own aiokafka clients; everything else (poller, indexer,
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -51,10 +52,8 @@ def ensure_topics(settings: Settings) -> list[str]:
             if name not in existing
         ]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another process won the race: fine
                 client.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another process won the race: fine
         return [t.name for t in missing]
     finally:
         client.close()
@@ -93,16 +92,13 @@ def dead_letter(
 ) -> DeadLetter:
     """Build the record that explains why a message was set aside, keeping its original bytes."""
     text = payload.decode("utf-8", errors="replace") if isinstance(payload, bytes) else (payload or "")
-    return DeadLetter(
-        stage=stage, reason=reason[:2000], payload=text, topic=topic, partition=partition, offset=offset
-    )
+    return DeadLetter(stage=stage, reason=reason[:2000], payload=text, topic=topic, partition=partition, offset=offset)
 
 
 def send_dead_letters(settings: Settings, prod: KafkaProducer, records: Iterable[DeadLetter]) -> int:
     """Produce dead letters and wait for the broker's ack: a dead letter that is lost is data lost."""
     futures = [
-        prod.send(settings.kafka.topics.deadletter, key=r.stage, value=r.model_dump_json().encode())
-        for r in records
+        prod.send(settings.kafka.topics.deadletter, key=r.stage, value=r.model_dump_json().encode()) for r in records
     ]
     for f in futures:
         f.get(timeout=settings.kafka.request_timeout_ms / 1000)

@@ -60,8 +60,9 @@ def demo_feeds(base_url: str, folder: Path = DEMO_DIR) -> list[FeedConfig]:
 
 def demo_settings(settings: Settings, base_url: str) -> Settings:
     """Same settings, but polling the local sample feeds (explicitly allowed although on loopback)."""
-    poller = settings.poller.model_copy(update={"allow_private_hosts": [*settings.poller.allow_private_hosts,
-                                                                        "127.0.0.1"]})
+    poller = settings.poller.model_copy(
+        update={"allow_private_hosts": [*settings.poller.allow_private_hosts, "127.0.0.1"]}
+    )
     return settings.model_copy(update={"feeds": demo_feeds(base_url), "poller": poller})
 
 
@@ -140,8 +141,10 @@ def run(settings: Settings, *, keep_serving: bool = False) -> int:
     backend.ensure_templates()
     with serve_directory(DEMO_DIR) as base_url:
         print(f"demo: serving {len(list(DEMO_DIR.glob('*.xml')))} sample feeds at {base_url}")
-        children = [supervisor.spawn("demo-worker", ["worker"], settings),
-                    supervisor.spawn("demo-indexer", ["indexer"], settings)]
+        children = [
+            supervisor.spawn("demo-worker", ["worker"], settings),
+            supervisor.spawn("demo-indexer", ["indexer"], settings),
+        ]
         try:
             poller = Poller(demo_settings(settings, base_url))
             import asyncio
@@ -149,8 +152,10 @@ def run(settings: Settings, *, keep_serving: bool = False) -> int:
             results = asyncio.run(poller.poll_once())
             poller.close()
             produced = sum(r.new_items for r in results)
-            print(f"demo: polled {len(results)} feeds, {sum(not r.ok for r in results)} failed, "
-                  f"{produced} new articles produced (already-seen items are not produced twice)")
+            print(
+                f"demo: polled {len(results)} feeds, {sum(not r.ok for r in results)} failed, "
+                f"{produced} new articles produced (already-seen items are not produced twice)"
+            )
             print("demo: waiting for worker (tagging + story assignment) and indexer ...")
             wait_for_articles(backend, settings, list(expected.story), WAIT_FOR_INDEX_S)
             print("\n".join(["", "== newsflow demo summary ==", *summarize(backend, settings, expected)]))

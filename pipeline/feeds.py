@@ -455,8 +455,9 @@ def parse_feed(
     bozo = _bozo_message(result)
     meta = result.get("feed") or {}
     entries = result.get("entries") or []
-    if not entries and (not result.get("version") or (bozo and not (meta.get("title") or meta.get("link")))):
-        # A well-formed feed with no items is fine (0 items); a broken or unrecognised document is not.
+    if not entries and (not result.get("version") or bozo):
+        # A well-formed feed with no items is fine (0 items); a broken or unrecognised document that yields
+        # nothing is reported, so a feed that breaks never looks like a quiet one.
         raise FeedError(f"not a feed: {bozo or 'no RSS/Atom structure found'}")
 
     if not _is_web(base):

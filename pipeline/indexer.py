@@ -76,6 +76,7 @@ class Indexer:
                     break
                 status.write("indexer", self._status())
         finally:
+            status.write("indexer", {**self._status(), "state": "stopped"}, force=True)
             self.consumer.close(autocommit=False)
             self._producer.close()
         return self.stats
@@ -121,7 +122,8 @@ class Indexer:
 
     def _write_with_retries(self, actions: list[dict[str, Any]]) -> list[BulkOutcome]:
         """Retry only the failed, retryable items; returns the items rejected for their content."""
-        pending, rejected, attempt = actions, [], 0
+        pending, attempt = actions, 0
+        rejected: list[BulkOutcome] = []
         while pending:
             outcomes = self.backend.bulk(pending)
             rejected.extend(o for o in outcomes if not o.ok and not o.retryable and not o.stale_version)
@@ -136,7 +138,10 @@ class Indexer:
             self.stats.last_error = next(o.error for o in outcomes if o.retryable)
             log.warning(
                 "search engine: %d item(s) failed (%s); retry %d in %.1fs",
-                len(pending), self.stats.last_error, attempt, delay,
+                len(pending),
+                self.stats.last_error,
+                attempt,
+                delay,
             )
             status.write("indexer", self._status())
             self._stop.wait(delay)
@@ -162,8 +167,9 @@ def parse_records(records: list[ConsumerRecord], topic: str) -> tuple[list[Enric
         except ValidationError as exc:
             first = exc.errors()[0]
             reason = f"invalid enriched article: {'.'.join(map(str, first['loc']))}: {first['msg']}"
-            dead.append(bus.dead_letter("indexer", reason, r.value, topic=topic, partition=r.partition,
-                                        offset=r.offset))
+            dead.append(
+                bus.dead_letter("indexer", reason, r.value, topic=topic, partition=r.partition, offset=r.offset)
+            )
     return articles, dead
 
 

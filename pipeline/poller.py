@@ -8,6 +8,7 @@ Conditional GET (ETag / Last-Modified) keeps unchanged feeds cheap. A failing fe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sqlite3
@@ -31,6 +32,7 @@ from pipeline.urls import check_feed_url
 log = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 5
+HEARTBEAT_S = 5.0
 
 
 @dataclass
@@ -162,17 +164,25 @@ class Poller:
             await self.poll_once()
             if cycles is not None and self.totals.cycles >= cycles:
                 break
-            try:
-                await asyncio.wait_for(self._stop.wait(), timeout=self.settings.poller.interval_s)
-            except TimeoutError:
-                pass
+            await self._sleep(self.settings.poller.interval_s)
+        status.write("poller", {**self.status(), "state": "stopped"}, force=True)
         return self.totals
+
+    async def _sleep(self, seconds: float) -> None:
+        """Wait for the next cycle (or a stop), still reporting a heartbeat so `status` knows we're alive."""
+        deadline = time.monotonic() + seconds
+        while not self._stop.is_set() and (left := deadline - time.monotonic()) > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=min(left, HEARTBEAT_S))
+            status.write("poller", {**self.status(), "state": "waiting for next cycle"})
 
     async def poll_once(self) -> list[FeedResult]:
         """One cycle over all feeds, at most `poller.concurrency` at a time."""
         limit = asyncio.Semaphore(self.settings.poller.concurrency)
-        headers = {"User-Agent": self.settings.poller.user_agent,
-                   "Accept": "application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.5"}
+        headers = {
+            "User-Agent": self.settings.poller.user_agent,
+            "Accept": "application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.5",
+        }
         async with httpx.AsyncClient(
             timeout=self.settings.poller.timeout_s, headers=headers, follow_redirects=False
         ) as client:
@@ -214,8 +224,9 @@ class Poller:
             await asyncio.to_thread(self.produce, fresh)
             self.seen.mark(a.id for a in fresh)  # only after the broker acknowledged every one of them
             new = len(fresh)
-            result = FeedResult(feed.url, ok=True, status=response.status, new_items=new,
-                                seen_items=len(parsed.items) - new)
+            result = FeedResult(
+                feed.url, ok=True, status=response.status, new_items=new, seen_items=len(parsed.items) - new
+            )
             self.seen.record(result, response.headers.get("etag"), response.headers.get("last-modified"))
             return result
         except FeedError as exc:

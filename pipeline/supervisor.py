@@ -84,8 +84,10 @@ def run_all(settings: Settings, *, workers: int = 1) -> int:
     backend = connect(settings.search)
     backend.ensure_templates()
     backend.close()
-    print(f"newsflow: {len(settings.feeds)} feed(s), Kafka {settings.kafka.bootstrap_servers}, "
-          f"search {settings.search.url}; logs in {settings.stack.state_dir / 'logs'}")
+    print(
+        f"newsflow: {len(settings.feeds)} feed(s), Kafka {settings.kafka.bootstrap_servers}, "
+        f"search {settings.search.url}; logs in {settings.stack.state_dir / 'logs'}"
+    )
     status.clear(settings.stack.state_dir)
     children = [spawn(f"worker-{n}", ["worker"], settings) for n in range(workers)]
     children += [spawn("indexer", ["indexer"], settings), spawn("poller", ["poller"], settings)]

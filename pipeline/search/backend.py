@@ -6,7 +6,7 @@ The two clients expose the same API shape for what newsflow needs, so the shared
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -50,7 +50,7 @@ class SearchBackend:
     def _make_client(self, settings: SearchSettings) -> Any:
         raise NotImplementedError
 
-    def _bulk_helper(self) -> Callable[..., Iterator[tuple[bool, dict[str, Any]]]]:
+    def _bulk_helper(self) -> Callable[..., Iterable[tuple[bool, dict[str, Any]]]]:
         raise NotImplementedError
 
     # --- setup ---------------------------------------------------------------------------------------------
@@ -148,10 +148,10 @@ class OpenSearchBackend(SearchBackend):
             timeout=settings.request_timeout_s,
         )
 
-    def _bulk_helper(self) -> Callable[..., Iterator[tuple[bool, dict[str, Any]]]]:
+    def _bulk_helper(self) -> Callable[..., Iterable[tuple[bool, dict[str, Any]]]]:
         from opensearchpy.helpers import streaming_bulk
 
-        return streaming_bulk  # type: ignore[no-any-return]
+        return streaming_bulk  # type: ignore[no-any-return,unused-ignore]
 
 
 class ElasticsearchBackend(SearchBackend):
@@ -160,7 +160,7 @@ class ElasticsearchBackend(SearchBackend):
     def _make_client(self, settings: SearchSettings) -> Any:
         from elasticsearch import Elasticsearch
 
-        auth = (settings.username, settings.password) if settings.username else None
+        auth = (settings.username, settings.password or "") if settings.username else None
         return Elasticsearch(
             settings.url,
             basic_auth=auth,
@@ -168,7 +168,7 @@ class ElasticsearchBackend(SearchBackend):
             request_timeout=settings.request_timeout_s,
         )
 
-    def _bulk_helper(self) -> Callable[..., Iterator[tuple[bool, dict[str, Any]]]]:
+    def _bulk_helper(self) -> Callable[..., Iterable[tuple[bool, dict[str, Any]]]]:
         from elasticsearch.helpers import streaming_bulk
 
         return streaming_bulk

@@ -77,8 +77,12 @@ def test_kafka_roundtrip(isolated: Isolated) -> None:
     settings = isolated.settings
     bus.ensure_topics(settings)
     produce(isolated, [article(1), article(2)])
-    consumer = KafkaConsumer(settings.kafka.topics.articles, bootstrap_servers=settings.kafka.bootstrap_servers,
-                             auto_offset_reset="earliest", consumer_timeout_ms=5000)
+    consumer = KafkaConsumer(
+        settings.kafka.topics.articles,
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5000,
+    )
     got = sorted(Article.model_validate_json(m.value).id for m in consumer)
     consumer.close()
     assert got == ["art-0001", "art-0002"]
@@ -165,8 +169,7 @@ def test_worker_killed_mid_stream_still_indexes_every_article_once(isolated: Iso
     assert not moved, f"replayed articles changed story: {len(moved)} of {len(by_article)}: {sorted(moved)[:10]}"
 
 
-def test_bad_feeds_and_poison_messages_do_not_stop_the_rest(isolated: Isolated, procs: Procs,
-                                                            tmp_path: Path) -> None:
+def test_bad_feeds_and_poison_messages_do_not_stop_the_rest(isolated: Isolated, procs: Procs, tmp_path: Path) -> None:
     settings = isolated.settings
     site = tmp_path / "site"
     site.mkdir()
@@ -175,8 +178,11 @@ def test_bad_feeds_and_poison_messages_do_not_stop_the_rest(isolated: Isolated, 
     procs.start("worker", "worker")
     procs.start("indexer", "indexer")
     with serve_directory(site) as base:
-        feeds = [FeedConfig(url=f"{base}/missing.xml"), FeedConfig(url=f"{base}/broken.xml"),
-                 FeedConfig(url=f"{base}/good.xml")]
+        feeds = [
+            FeedConfig(url=f"{base}/missing.xml"),
+            FeedConfig(url=f"{base}/broken.xml"),
+            FeedConfig(url=f"{base}/good.xml"),
+        ]
         poller = Poller(settings, feeds)
         results = {r.url.rsplit("/", 1)[1]: r for r in asyncio.run(poller.poll_once())}
         poller.close()
