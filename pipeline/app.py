@@ -127,6 +127,7 @@ def create_app(settings: Settings) -> faust.App:
         keys=app.Table("dedup-keys", **table_opts),
     )
     stats = WorkerStats()
+    heartbeat = f"worker-{os.getpid()}"  # one file per worker process; the status line adds them up
     engine_holder: dict[str, StoryEngine] = {}
     tagger_holder: dict[str, EntityTagger] = {}
 
@@ -156,7 +157,7 @@ def create_app(settings: Settings) -> faust.App:
                 await tagged_topic.send(key=t.id.encode(), value=t.model_dump_json().encode())
             await send_dead(dead + failed)
             stats.tagged += len(tagged)
-            status.write("worker", stats.as_status())
+            status.write(heartbeat, stats.as_status())
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def _drop_engine(sender: Any, revoked: Any, **kwargs: Any) -> None:
@@ -205,7 +206,7 @@ def create_app(settings: Settings) -> faust.App:
             for e in outputs:  # ... then the effects that depend on it
                 await enriched_topic.send(key=e.id.encode(), value=e.model_dump_json().encode())
             await send_dead(dead)
-            status.write("worker", stats.as_status())
+            status.write(heartbeat, stats.as_status())
 
     return app
 

@@ -186,6 +186,7 @@ def commit_offsets(records: list[ConsumerRecord]) -> dict[TopicPartition, Any]:
 
 def run(settings: Settings) -> int:
     """`newsflow indexer`: run until SIGINT/SIGTERM."""
+    bus.ensure_topics(settings)
     indexer = Indexer(settings)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: indexer.stop())

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pipeline.errors import BadInputError
 from pipeline.models import Article
@@ -21,7 +21,7 @@ from pipeline.models import Article
 class InputRow(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    id: str
+    id: str = Field(min_length=1)
     title: str = ""
     summary: str = ""
     text: str = ""
@@ -32,7 +32,7 @@ class InputRow(BaseModel):
     @field_validator("id", mode="before")
     @classmethod
     def _id_text(cls, v: Any) -> Any:
-        return str(v) if isinstance(v, int) else v
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
 
     @field_validator("title", "summary", "text", mode="before")
     @classmethod
@@ -58,11 +58,15 @@ def read_articles(path: Path) -> Iterator[tuple[InputRow, Article]]:
     """Yield (row, article) in file order; raise BadInputError with the line number on the first bad row."""
     fetched_at = datetime.now(UTC)
     try:
-        handle = path.open(encoding="utf-8")
+        handle = path.open("rb")
     except OSError as exc:
         raise BadInputError(f"cannot read {path}: {exc.strerror}") from None
     with handle:
-        for lineno, line in enumerate(handle, start=1):
+        for lineno, data in enumerate(handle, start=1):
+            try:
+                line = data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise BadInputError(f"{path}:{lineno}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
             if not line.strip():
                 continue
             try:

@@ -264,7 +264,10 @@ class Poller:
     def unseen_items(self, items: list[Article]) -> list[Article]:
         """Items not produced before (first occurrence wins when a feed repeats an id)."""
         fresh = self.seen.unseen([a.id for a in items])
-        return [a for a in {a.id: a for a in reversed(items)}.values() if a.id in fresh][::-1]
+        first: dict[str, Article] = {}
+        for a in items:
+            first.setdefault(a.id, a)
+        return [a for a in first.values() if a.id in fresh]
 
     def produce(self, items: list[Article]) -> None:
         """Produce and block until the broker acknowledged every record (acks=all)."""

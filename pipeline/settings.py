@@ -188,14 +188,14 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="NEWSFLOW_", env_nested_delimiter="__", extra="forbid")
 
-    kafka: KafkaSettings = KafkaSettings()
-    search: SearchSettings = SearchSettings()
-    poller: PollerSettings = PollerSettings()
-    worker: WorkerSettings = WorkerSettings()
-    dedup: DedupSettings = DedupSettings()
-    entities: EntitySettings = EntitySettings()
-    indexer: IndexerSettings = IndexerSettings()
-    stack: StackSettings = StackSettings()
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    search: SearchSettings = Field(default_factory=SearchSettings)
+    poller: PollerSettings = Field(default_factory=PollerSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    dedup: DedupSettings = Field(default_factory=DedupSettings)
+    entities: EntitySettings = Field(default_factory=EntitySettings)
+    indexer: IndexerSettings = Field(default_factory=IndexerSettings)
+    stack: StackSettings = Field(default_factory=StackSettings)
     feeds: list[FeedConfig] = Field(default_factory=list)
 
     @classmethod
@@ -255,7 +255,7 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
         files.append(main)
     feeds_file = main.parent / "feeds.yaml"
     if "feeds" not in data and feeds_file.exists():
-        feeds = _read_yaml(feeds_file).get("feeds", [])
+        feeds = _read_yaml(feeds_file).get("feeds") or []
         data["feeds"] = feeds
         files.append(feeds_file)
     data.update(overrides)

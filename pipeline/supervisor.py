@@ -64,7 +64,8 @@ def stop_all(children: list[Child], timeout_s: float = STOP_TIMEOUT_S) -> None:
 def status_line(beats: Mapping[str, Mapping[str, Any]]) -> str:
     """One line: feeds polled/failed, articles produced, stories, duplicates, indexed."""
     p = beats.get("poller", {})
-    w = beats.get("worker", {})
+    workers = [b for name, b in beats.items() if name.startswith("worker")]
+    w = {k: sum(int(b.get(k) or 0) for b in workers) for k in ("new_stories", "duplicates", "dead_letters")}
     i = beats.get("indexer", {})
     line = (
         f"feeds polled {p.get('polled', 0)} (failed {p.get('failed', 0)}) | articles {p.get('produced', 0)}"

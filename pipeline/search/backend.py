@@ -197,8 +197,12 @@ def connect(settings: SearchSettings) -> SearchBackend:
 
 
 def describe_unreachable(exc: BaseException) -> str | None:
-    """One line for a search-client connection failure (either client's exception types), else None."""
-    names = {cls.__name__ for cls in type(exc).__mro__}
-    if not names & {"ConnectionError", "ConnectionTimeout", "TransportError"} or "ApiError" in names:
+    """One line for a search-client connection failure (either client's types), else None: an HTTP error
+    answer (404, 400, 401...) means the engine IS reachable and must be reported as what it is."""
+    from elastic_transport import ConnectionError as EsConnectionError
+    from elastic_transport import ConnectionTimeout as EsConnectionTimeout
+    from opensearchpy.exceptions import ConnectionError as OsConnectionError
+
+    if not isinstance(exc, EsConnectionError | EsConnectionTimeout | OsConnectionError):
         return None
     return f"search engine not reachable ({type(exc).__name__}); is it running? try `newsflow stack status`"

@@ -52,11 +52,6 @@ def test_local_config_dir_is_used_when_present(workdir: Path) -> None:
     assert load_settings().worker.app_id == "from-local-dir"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="settings.py:204 `stack: StackSettings = StackSettings()` resolves the default relative state_dir "
-    "once, at import time, against the import-time cwd; load_settings() after a chdir keeps the old directory",
-)
 def test_default_state_dir_is_relative_to_current_directory(workdir: Path) -> None:
     assert load_settings().stack.state_dir == workdir / ".newsflow"
 
@@ -108,11 +103,6 @@ def test_feeds_in_main_file_win_over_feeds_yaml(workdir: Path, tmp_path: Path,
     assert [f.url for f in load_settings().feeds] == ["https://main.example/rss"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="settings.py:266 `_read_yaml(feeds_file).get('feeds', [])` returns None for a `feeds:` key whose "
-    "entries are all commented out, and Settings(feeds=None) fails 'Input should be a valid list'",
-)
 def test_feeds_yaml_with_all_feeds_commented_out_means_no_feeds(workdir: Path) -> None:
     _write(workdir / "config" / "newsflow.yaml", "")
     _write(workdir / "config" / "feeds.yaml", "feeds:\n  # - url: https://a.example/rss\n")

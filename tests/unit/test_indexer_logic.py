@@ -1,0 +1,182 @@
+"""Unit tests of the indexer's pure helpers and the bulk-outcome semantics (no Kafka, no search engine)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+import elastic_transport
+import opensearchpy.exceptions as os_exc
+import pytest
+from kafka import TopicPartition
+from kafka.structs import OffsetAndMetadata
+
+from pipeline.indexer import commit_offsets, parse_records
+from pipeline.models import DeadLetter, EnrichedArticle
+from pipeline.search.backend import RETRYABLE_STATUS, BulkOutcome, describe_unreachable
+
+TOPIC = "t.enriched"
+
+
+class Record(NamedTuple):
+    """The ConsumerRecord fields the helpers read."""
+
+    topic: str
+    partition: int
+    offset: int
+    value: bytes | None
+
+
+def _enriched(article_id: str = "a1") -> bytes:
+    return EnrichedArticle(
+        id=article_id,
+        feed="https://alpha.example/rss",
+        source="Alpha",
+        title="A title",
+        published=datetime(2024, 3, 1, tzinfo=UTC),
+        story_id="s1",
+    ).model_dump_json().encode()
+
+
+# --- commit_offsets ----------------------------------------------------------------------------------------
+
+
+def test_commit_offsets_is_highest_offset_plus_one_per_partition() -> None:
+    records = [
+        Record(TOPIC, 0, 10, b""),
+        Record(TOPIC, 0, 12, b""),
+        Record(TOPIC, 0, 11, b""),  # out of order: the highest still wins
+        Record(TOPIC, 3, 0, b""),
+        Record("other", 0, 5, b""),
+    ]
+    offsets = commit_offsets(records)  # type: ignore[arg-type]
+    assert set(offsets) == {TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 3), TopicPartition("other", 0)}
+    assert offsets[TopicPartition(TOPIC, 0)].offset == 13
+    assert offsets[TopicPartition(TOPIC, 3)].offset == 1
+    assert offsets[TopicPartition("other", 0)].offset == 6
+    assert all(isinstance(v, OffsetAndMetadata) for v in offsets.values())
+    assert offsets[TopicPartition(TOPIC, 0)].metadata == ""
+
+
+def test_commit_offsets_of_nothing_is_empty() -> None:
+    assert commit_offsets([]) == {}
+
+
+# --- parse_records -----------------------------------------------------------------------------------------
+
+
+def test_parse_records_keeps_valid_and_dead_letters_the_rest() -> None:
+    records = [
+        Record(TOPIC, 0, 0, _enriched("a1")),
+        Record(TOPIC, 1, 7, b"{not json"),
+        Record(TOPIC, 2, 3, json.dumps({"id": "x", "feed": "f", "source": "s"}).encode()),  # no story_id
+        Record(TOPIC, 0, 1, _enriched("a2")),
+        Record(TOPIC, 0, 2, json.dumps({"schema_version": 2, "id": "y"}).encode()),
+    ]
+    articles, dead = parse_records(records, TOPIC)  # type: ignore[arg-type]
+
+    assert [a.id for a in articles] == ["a1", "a2"]
+    assert all(isinstance(a, EnrichedArticle) for a in articles)
+    assert articles[0].story_id == "s1"
+
+    assert len(dead) == 3
+    assert all(isinstance(d, DeadLetter) for d in dead)
+    assert all(d.stage == "indexer" and d.topic == TOPIC for d in dead)
+    bad_json, no_story, wrong_version = dead
+
+    assert (bad_json.partition, bad_json.offset) == (1, 7)
+    assert bad_json.reason.startswith("invalid enriched article")
+    assert "Invalid JSON" in bad_json.reason
+    assert bad_json.payload == "{not json"  # original bytes kept
+
+    assert (no_story.partition, no_story.offset) == (2, 3)
+    assert no_story.reason == "invalid enriched article: story_id: Field required"
+
+    assert "schema_version" in wrong_version.reason
+    assert "Input should be 1" in wrong_version.reason
+
+
+def test_parse_records_undecodable_and_null_values_become_dead_letters() -> None:
+    records = [Record(TOPIC, 0, 0, b"\xff\xfe{"), Record(TOPIC, 0, 1, None)]
+    articles, dead = parse_records(records, TOPIC)  # type: ignore[arg-type]
+    assert articles == []
+    assert [d.offset for d in dead] == [0, 1]
+    assert dead[0].payload == "\ufffd\ufffd{"  # decoded with replacement, not dropped
+    assert dead[1].payload == ""
+    assert all(d.reason.startswith("invalid enriched article") for d in dead)
+
+
+# --- BulkOutcome -------------------------------------------------------------------------------------------
+
+ARTICLE_ACTION: dict[str, Any] = {"_op_type": "index", "_index": "a", "_id": "1", "_source": {}}
+STORY_ACTION: dict[str, Any] = {
+    "_op_type": "index", "_index": "s", "_id": "s1", "version": 3, "version_type": "external_gte", "_source": {}
+}
+
+
+@pytest.mark.parametrize("status", [*sorted(RETRYABLE_STATUS), 0])
+def test_transient_failures_are_retryable(status: int) -> None:
+    assert BulkOutcome(ARTICLE_ACTION, False, status, "boom").retryable is True
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 413])
+def test_content_failures_are_not_retryable(status: int) -> None:
+    assert BulkOutcome(ARTICLE_ACTION, False, status, "mapper_parsing_exception").retryable is False
+
+
+@pytest.mark.parametrize("status", [200, 201, 0, 503])
+def test_successes_are_never_retryable(status: int) -> None:
+    assert BulkOutcome(ARTICLE_ACTION, True, status).retryable is False
+
+
+def test_stale_version_only_for_versioned_409() -> None:
+    assert BulkOutcome(STORY_ACTION, False, 409, "version_conflict").stale_version is True
+    assert BulkOutcome(STORY_ACTION, False, 409, "version_conflict").retryable is False
+    assert BulkOutcome(ARTICLE_ACTION, False, 409, "version_conflict").stale_version is False
+    assert BulkOutcome(STORY_ACTION, False, 400, "bad").stale_version is False
+    assert BulkOutcome(STORY_ACTION, True, 201).stale_version is False
+
+
+# --- describe_unreachable ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        os_exc.ConnectionError("N/A", "Connection refused", None),
+        os_exc.ConnectionTimeout("TIMEOUT", "timed out", None),
+        elastic_transport.ConnectionError("Connection refused"),
+        elastic_transport.ConnectionTimeout("timed out"),
+    ],
+    ids=["opensearch-conn", "opensearch-timeout", "es-conn", "es-timeout"],
+)
+def test_connection_failures_are_described_in_one_line(exc: BaseException) -> None:
+    msg = describe_unreachable(exc)
+    assert msg == (
+        f"search engine not reachable ({type(exc).__name__}); is it running? try `newsflow stack status`"
+    )
+
+
+def test_other_errors_are_not_described() -> None:
+    import elasticsearch
+
+    assert describe_unreachable(ValueError("x")) is None
+    assert describe_unreachable(KeyError("x")) is None
+    meta = elastic_transport.ApiResponseMeta(
+        status=404, http_version="1.1", headers=elastic_transport.HttpHeaders(), duration=0.0, node=None  # type: ignore[arg-type]
+    )
+    assert describe_unreachable(elasticsearch.NotFoundError("index_not_found", meta, {})) is None
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        os_exc.NotFoundError(404, "index_not_found_exception", {}),
+        os_exc.RequestError(400, "parsing_exception", {}),
+        os_exc.AuthenticationException(401, "security_exception", {}),
+    ],
+    ids=["404", "400", "401"],
+)
+def test_opensearch_http_errors_are_not_unreachable(exc: BaseException) -> None:
+    assert describe_unreachable(exc) is None
