@@ -184,6 +184,7 @@ def create_app(settings: Settings) -> faust.App:
                     article = TaggedArticle.model_validate_json(raw)
                     result = engine.assign(article)
                 except Exception as exc:
+                    log.exception("story assignment failed; dead-lettering the article")
                     reason = f"story assignment failed: {type(exc).__name__}: {exc}"
                     dead.append(bus.dead_letter("assign", reason, raw, topic=topics.tagged))
                     continue

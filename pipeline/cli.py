@@ -54,7 +54,8 @@ def _indexer(args: argparse.Namespace, settings: Settings) -> int:
 def _search(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline import report
 
-    return report.search(settings, " ".join(args.query), size=args.size, as_json=args.json)
+    filters = report.parse_filters(args.entity, args.source, args.since, args.unique)
+    return report.search(settings, " ".join(args.query), size=args.size, as_json=args.json, filters=filters)
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
@@ -70,6 +71,12 @@ def _index(args: argparse.Namespace, settings: Settings) -> int:
     changed = backend.ensure_templates()
     print(f"{backend.kind} at {settings.search.url}: " + (", ".join(changed) if changed else "up to date"))
     return 0
+
+
+def _kibana(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline import kibana
+
+    return kibana.cli_import(args.url, args.file)
 
 
 def _cluster(args: argparse.Namespace, settings: Settings) -> int:
@@ -117,12 +124,29 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--loglevel", default="warning", choices=["debug", "info", "warning", "error"])
     cmd("indexer", _indexer, "index enriched articles and stories into the search engine")
     sp = cmd("search", _search, "search stories and their articles")
-    sp.add_argument("query", nargs="+", help="query text")
+    sp.add_argument("query", nargs="*", help="query text (optional when a filter is given)")
     sp.add_argument("--size", type=int, default=10, help="stories to show")
     sp.add_argument("--json", action="store_true", help="machine-readable output")
+    sp.add_argument(
+        "--entity",
+        action="append",
+        default=[],
+        metavar="TYPE:NAME",
+        help='only articles tagged with this entity, e.g. person:"Vladimir Putin" (types: person, organization,'
+        " location; repeat: all must match)",
+    )
+    sp.add_argument(
+        "--source", action="append", default=[], metavar="NAME", help="only articles from this outlet (repeat: any)"
+    )
+    sp.add_argument("--since", metavar="AGE", help="only articles published in the last AGE, e.g. 30m, 24h, 7d")
+    sp.add_argument("--unique", action="store_true", help="leave out duplicates (verbatim copies)")
     cmd("status", _status, "what is healthy, lagging or failing")
     sp = cmd("index", _index, "search index management")
     sp.add_argument("action", choices=["setup"])
+    sp = cmd("kibana", _kibana, "import newsflow's Kibana data views, saved searches and dashboard")
+    sp.add_argument("action", choices=["import"])
+    sp.add_argument("--url", help="Kibana address (default: $KIBANA_URL, else http://127.0.0.1:5601)")
+    sp.add_argument("--file", type=Path, help="saved-objects NDJSON (default: deploy/kibana/newsflow.ndjson)")
     for name, handler, help in (
         ("cluster", _cluster, "assign stories to a JSONL file of articles (the stream's engine)"),
         ("tag", _tag, "tag entities in a JSONL file of articles (the stream's tagger)"),

@@ -1,13 +1,17 @@
 """Indexer: enriched articles from Kafka -> search engine, in bulk, at least once, idempotently.
 
-Offsets are committed only after every document of the batch is acknowledged by the search engine (or set
-aside in the dead-letter topic for a reason that no retry can fix). Transient failures (429, 5xx, timeouts,
-engine down) are retried item by item with capped exponential backoff, for as long as it takes: a search engine
-outage pauses indexing, it never loses or skips documents.
+A batch closes at `search.bulk_max_docs` records or `search.bulk_max_seconds` after its first record. Offsets
+are committed only after every document of the batch is acknowledged by the search engine (or set aside in the
+dead-letter topic, with the reason and the original message, for a reason that no retry can fix). Transient
+failures (429, 5xx, timeouts, engine down, a bulk call that breaks off half-way) are retried for the failed
+items only, with capped exponential backoff, for as long as it takes: a search engine outage pauses indexing,
+it never loses or skips documents. Writes are idempotent (see `search/documents.py`), so a batch delivered
+again after a crash or a consumer-group rebalance overwrites itself instead of doubling.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
@@ -17,11 +21,13 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import CommitFailedError
 from pydantic import ValidationError
 
 from pipeline import bus, status
 from pipeline.models import DeadLetter, EnrichedArticle
 from pipeline.search import BulkOutcome, SearchBackend, connect
+from pipeline.search.backend import describe_unreachable
 from pipeline.search.documents import bulk_actions
 from pipeline.settings import Settings
 
@@ -31,11 +37,13 @@ log = logging.getLogger(__name__)
 @dataclass
 class IndexerStats:
     batches: int = 0
-    indexed: int = 0
+    indexed: int = 0  # article documents acknowledged by the engine
     dead_letters: int = 0
     retries: int = 0
+    uncommitted_batches: int = 0  # indexed, but the group rebalanced before the commit: they come again
     last_error: str | None = None
     started: float = field(default_factory=time.time)
+    last_commit_at: float | None = None  # time.monotonic() of the last successful commit (benchmarks)
 
 
 class Indexer:
@@ -64,9 +72,9 @@ class Indexer:
     # --- the loop ------------------------------------------------------------------------------------------
     def run(self, *, idle_exit_s: float | None = None) -> IndexerStats:
         """Index until stopped (or, for tests and the demo, until nothing arrived for `idle_exit_s`)."""
-        self.backend.ensure_templates()
         last_data = time.monotonic()
         try:
+            self._setup_indices()
             while not self._stop.is_set():
                 batch = self._collect_batch()
                 if batch:
@@ -75,11 +83,33 @@ class Indexer:
                 elif idle_exit_s is not None and time.monotonic() - last_data > idle_exit_s:
                     break
                 status.write("indexer", self._status())
+        except InterruptedError as exc:  # stopped while the engine was failing: the batch stays uncommitted
+            log.warning("indexer stopped: %s", exc)
         finally:
             status.write("indexer", {**self._status(), "state": "stopped"}, force=True)
             self.consumer.close(autocommit=False)
             self._producer.close()
         return self.stats
+
+    def _setup_indices(self) -> None:
+        """Templates must be in place before the first write; an engine that is still starting is waited for."""
+        attempt = 0
+        while True:
+            try:
+                self.backend.ensure_templates()
+                return
+            except Exception as exc:
+                if describe_unreachable(exc) is None:
+                    raise
+                if self._stop.is_set():
+                    raise InterruptedError("stopped before the search engine was reachable") from None
+                attempt += 1
+                self.stats.last_error = describe_unreachable(exc)
+                log.warning("%s; retry %d in %.1fs", self.stats.last_error, attempt, self._backoff(attempt))
+                self._stop.wait(self._backoff(attempt))
+
+    def _backoff(self, attempt: int) -> float:
+        return min(self.settings.search.retry_backoff_max_s, self.settings.search.retry_backoff_s * 2**attempt)
 
     def _collect_batch(self) -> list[ConsumerRecord]:
         """Gather records until the batch is full or `bulk_max_seconds` has passed since the first one."""
@@ -102,31 +132,40 @@ class Indexer:
 
     def index_batch(self, records: list[ConsumerRecord]) -> None:
         """Parse, bulk-write with retries, dead-letter the unfixable, then commit the batch's offsets."""
-        articles, dead = parse_records(records, self.settings.kafka.topics.enriched)
-        actions = bulk_actions(articles, self.settings.search.indices)
-        rejected = self._write_with_retries(actions)
-        dead.extend(
-            bus.dead_letter("indexer", f"rejected by search engine: {o.error}", str(o.action.get("_source")))
-            for o in rejected
-        )
+        topic = self.settings.kafka.topics.enriched
+        parsed, dead = parse_batch(records, topic)
+        actions = bulk_actions([a for _, a in parsed], self.settings.search.indices)
+        outcomes = self._write_with_retries(actions)
+        rejected = [o for o in outcomes if not o.ok and not o.stale_version]
+        dead.extend(rejection_letters(rejected, parsed, topic))
         if dead:
-            bus.send_dead_letters(self.settings, self._producer, dead)
+            bus.send_dead_letters(self.settings, self._producer, dead)  # acked before the commit below
             self.stats.dead_letters += len(dead)
             for d in dead:
                 log.warning("dead-lettered a record: %s", d.reason)
-        self.consumer.commit(offsets=commit_offsets(records))
+        self._commit(records)
         self.stats.batches += 1
-        self.stats.indexed += sum(1 for a in actions if a["_index"] == self.settings.search.indices.articles) - sum(
-            1 for o in rejected if o.action["_index"] == self.settings.search.indices.articles
-        )
+        stories = self.settings.search.indices.stories
+        self.stats.indexed += sum(1 for o in outcomes if o.ok and o.action["_index"] != stories)
+
+    def _commit(self, records: list[ConsumerRecord]) -> None:
+        """Commit the batch. If the group rebalanced meanwhile (a long outage outlasts `max.poll.interval.ms`),
+        the commit is refused: the records come again, to this or another indexer, and overwrite themselves."""
+        try:
+            self.consumer.commit(offsets=commit_offsets(records))
+        except CommitFailedError as exc:
+            self.stats.uncommitted_batches += 1
+            log.warning("batch indexed but its offsets not committed (%s); it will be delivered again", exc)
+            return
+        self.stats.last_commit_at = time.monotonic()
 
     def _write_with_retries(self, actions: list[dict[str, Any]]) -> list[BulkOutcome]:
-        """Retry only the failed, retryable items; returns the items rejected for their content."""
+        """Retry only the failed, retryable items until none is left; returns every item's final outcome."""
         pending, attempt = actions, 0
-        rejected: list[BulkOutcome] = []
+        final: list[BulkOutcome] = []
         while pending:
             outcomes = self.backend.bulk(pending)
-            rejected.extend(o for o in outcomes if not o.ok and not o.retryable and not o.stale_version)
+            final.extend(o for o in outcomes if not o.retryable)
             pending = [o.action for o in outcomes if o.retryable]
             if not pending:
                 break
@@ -134,7 +173,7 @@ class Indexer:
                 raise InterruptedError("stopped while the search engine was failing; batch not committed")
             attempt += 1
             self.stats.retries += 1
-            delay = min(self.settings.search.retry_backoff_max_s, self.settings.search.retry_backoff_s * 2**attempt)
+            delay = self._backoff(attempt)
             self.stats.last_error = next(o.error for o in outcomes if o.retryable)
             log.warning(
                 "search engine: %d item(s) failed (%s); retry %d in %.1fs",
@@ -145,7 +184,7 @@ class Indexer:
             )
             status.write("indexer", self._status())
             self._stop.wait(delay)
-        return rejected
+        return final
 
     def _status(self) -> dict[str, Any]:
         return {
@@ -159,18 +198,50 @@ class Indexer:
 
 def parse_records(records: list[ConsumerRecord], topic: str) -> tuple[list[EnrichedArticle], list[DeadLetter]]:
     """Valid messages become articles; anything else becomes a dead letter saying why."""
-    articles: list[EnrichedArticle] = []
+    parsed, dead = parse_batch(records, topic)
+    return [a for _, a in parsed], dead
+
+
+def parse_batch(
+    records: list[ConsumerRecord], topic: str
+) -> tuple[list[tuple[ConsumerRecord, EnrichedArticle]], list[DeadLetter]]:
+    """Like `parse_records`, keeping each article's record: a document the engine rejects later is
+    dead-lettered with its original bytes and position, not a re-serialisation."""
+    parsed: list[tuple[ConsumerRecord, EnrichedArticle]] = []
     dead: list[DeadLetter] = []
     for r in records:
         try:
-            articles.append(EnrichedArticle.model_validate_json(r.value))
+            parsed.append((r, EnrichedArticle.model_validate_json(r.value)))
         except ValidationError as exc:
             first = exc.errors()[0]
             reason = f"invalid enriched article: {'.'.join(map(str, first['loc']))}: {first['msg']}"
             dead.append(
                 bus.dead_letter("indexer", reason, r.value, topic=topic, partition=r.partition, offset=r.offset)
             )
-    return articles, dead
+    return parsed, dead
+
+
+def rejection_letters(
+    rejected: list[BulkOutcome], parsed: list[tuple[ConsumerRecord, EnrichedArticle]], topic: str
+) -> list[DeadLetter]:
+    """Dead letters for documents the engine refused for their content (mapping errors and the like).
+
+    An article keeps its message bytes and position; a story snapshot (built from several messages) keeps
+    the document that was refused."""
+    by_id = {a.id: r for r, a in parsed}
+    letters: list[DeadLetter] = []
+    for o in rejected:
+        reason = f"rejected by search engine ({o.action['_index']}/{o.action['_id']}): {o.error}"
+        record = by_id.get(o.action["_id"]) if "version_type" not in o.action else None
+        if record is None:
+            letters.append(bus.dead_letter("indexer", reason, json.dumps(o.action.get("_source"), default=str)))
+        else:
+            letters.append(
+                bus.dead_letter(
+                    "indexer", reason, record.value, topic=topic, partition=record.partition, offset=record.offset
+                )
+            )
+    return letters
 
 
 def commit_offsets(records: list[ConsumerRecord]) -> dict[TopicPartition, Any]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,27 +16,113 @@ from pipeline.settings import Settings
 STALE_AFTER_S = 30.0
 
 
+ENTITY_TYPES = ("person", "organization", "location")
+_SINCE = re.compile(r"^(\d+)([mhdw])$")
+_SINCE_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    """What `newsflow search` narrows articles by, already validated (see `parse_filters`)."""
+
+    entities: tuple[tuple[str, str], ...] = ()  # (type, canonical name): every one must match
+    sources: tuple[str, ...] = ()  # any one may match
+    since: str | None = None  # Elasticsearch date math, e.g. "now-24h"
+    unique: bool = False  # leave out verbatim copies (is_duplicate: true)
+
+    def __bool__(self) -> bool:
+        return bool(self.entities or self.sources or self.since or self.unique)
+
+
+def parse_entity(spec: str) -> tuple[str, str]:
+    """`person:"Vladimir Putin"` -> ("person", "Vladimir Putin"). Names are matched exactly (canonical names,
+    as shown in Kibana), so a typo in the type must fail loudly rather than silently match nothing."""
+    kind, sep, name = spec.partition(":")
+    kind, name = kind.strip().lower(), name.strip().strip('"').strip("'").strip()
+    if not sep or not name:
+        raise QueryError(f'bad --entity {spec!r}: use TYPE:NAME, e.g. person:"Vladimir Putin"')
+    if kind not in ENTITY_TYPES:
+        raise QueryError(f"bad --entity {spec!r}: type must be one of {', '.join(ENTITY_TYPES)}")
+    return kind, name
+
+
+def parse_since(spec: str) -> str:
+    """`24h` / `7d` / `30m` / `2w` -> `now-24h` (date math the engine evaluates, so no clock skew here)."""
+    match = _SINCE.match(spec.strip())
+    if not match or int(match.group(1)) == 0:
+        units = ", ".join(f"{u} ({name})" for u, name in _SINCE_UNITS.items())
+        raise QueryError(f"bad --since {spec!r}: use a positive number and a unit, e.g. 24h, 7d, 30m; units: {units}")
+    return f"now-{match.group(1)}{match.group(2)}"
+
+
+def parse_filters(
+    entities: Sequence[str] = (), sources: Sequence[str] = (), since: str | None = None, unique: bool = False
+) -> SearchFilters:
+    """Validate every filter before any request is sent: malformed input is one QueryError line."""
+    names = tuple(s.strip() for s in sources)
+    if any(not n for n in names):
+        raise QueryError("bad --source '': give the outlet name as shown in results, e.g. --source \"Harbor Times\"")
+    return SearchFilters(
+        entities=tuple(parse_entity(e) for e in entities),
+        sources=names,
+        since=parse_since(since) if since is not None else None,
+        unique=unique,
+    )
+
+
+def filter_clauses(filters: SearchFilters) -> list[dict[str, Any]]:
+    """Filter context (no scoring, cacheable): exact terms on keyword fields, a range on the publish time."""
+    clauses: list[dict[str, Any]] = [{"term": {f"entities.{kind}": name}} for kind, name in filters.entities]
+    if filters.sources:
+        clauses.append({"terms": {"source": list(filters.sources)}})
+    if filters.since:
+        clauses.append({"range": {"@timestamp": {"gte": filters.since}}})
+    if filters.unique:
+        clauses.append({"term": {"is_duplicate": False}})
+    return clauses
+
+
+def build_query(text: str, filters: SearchFilters | None = None) -> dict[str, Any]:
+    """The article query: words (scored, all required) plus filters. Words are optional when filters narrow."""
+    must: list[dict[str, Any]] = []
+    if text.strip():
+        must.append(
+            {
+                "simple_query_string": {
+                    "query": text,
+                    "fields": ["title^3", "summary^2", "text"],
+                    "default_operator": "and",
+                }
+            }
+        )
+    return {"bool": {"must": must or [{"match_all": {}}], "filter": filter_clauses(filters or SearchFilters())}}
+
+
 @dataclass
 class StoryHit:
     story: dict[str, Any]
     articles: list[dict[str, Any]] = field(default_factory=list)
 
 
-def find_stories(backend: SearchBackend, settings: Settings, text: str, size: int = 10) -> list[StoryHit]:
-    """Best-matching stories (one hit per story via collapse), each with its articles, oldest first."""
+def find_stories(
+    backend: SearchBackend, settings: Settings, text: str, size: int = 10, filters: SearchFilters | None = None
+) -> list[StoryHit]:
+    """Best-matching stories (one hit per story via collapse), each with its matching articles, oldest first.
+
+    Without words there is no relevance, so the newest matching articles decide the order instead.
+    """
     idx = settings.search.indices
-    query = {
-        "simple_query_string": {
-            "query": text,
-            "fields": ["title^3", "summary^2", "text"],
-            "default_operator": "and",
-        }
+    filters = filters or SearchFilters()
+    body: dict[str, Any] = {
+        "size": size,
+        "query": build_query(text, filters),
+        "collapse": {"field": "story_id"},
+        "_source": ["story_id"],
     }
+    if not text.strip():
+        body["sort"] = [{"@timestamp": "desc"}]
     try:
-        hits = backend.search(
-            idx.articles,
-            {"size": size, "query": query, "collapse": {"field": "story_id"}, "_source": ["story_id"]},
-        )["hits"]["hits"]
+        hits = backend.search(idx.articles, body)["hits"]["hits"]
     except Exception as exc:
         raise QueryError(f"search failed for {text!r}: {_short(exc)}") from None
     story_ids = [h["_source"]["story_id"] for h in hits]
@@ -43,7 +131,7 @@ def find_stories(backend: SearchBackend, settings: Settings, text: str, size: in
         idx.articles,
         {
             "size": 50 * max(1, len(story_ids)),
-            "query": {"terms": {"story_id": story_ids}},
+            "query": {"bool": {"filter": [{"terms": {"story_id": story_ids}}, *filter_clauses(filters)]}},
             "sort": [{"@timestamp": "asc"}],
             "_source": ["id", "title", "source", "url", "story_id", "duplicate_of", "@timestamp"],
         },
@@ -79,19 +167,34 @@ def format_story(n: int, hit: StoryHit) -> str:
     return "\n".join(lines)
 
 
-def search(settings: Settings, text: str, *, size: int = 10, as_json: bool = False) -> int:
-    """`newsflow search`: matching stories with their articles."""
-    if not text.strip():
-        raise QueryError("empty query: give some words to search for")
+def search(
+    settings: Settings, text: str, *, size: int = 10, as_json: bool = False, filters: SearchFilters | None = None
+) -> int:
+    """`newsflow search`: matching stories with their matching articles."""
+    filters = filters or SearchFilters()
+    if not text.strip() and not filters:
+        raise QueryError(
+            "empty query: give some words to search for, or a filter (--entity, --source, --since, --unique)"
+        )
     backend = connect(settings.search)
-    hits = find_stories(backend, settings, text, size)
+    hits = find_stories(backend, settings, text, size, filters)
     if as_json:
         print(json.dumps([{"story": h.story, "articles": h.articles} for h in hits], default=str, indent=2))
     elif not hits:
-        print(f"no stories match {text!r}")
+        print(f"no stories match {describe(text, filters)}")
     else:
         print("\n\n".join(format_story(i, h) for i, h in enumerate(hits, start=1)))
     return 0
+
+
+def describe(text: str, filters: SearchFilters) -> str:
+    """What was asked, for the 'no stories match' line."""
+    parts = [repr(text)] if text.strip() else []
+    parts += [f'{kind}:"{name}"' for kind, name in filters.entities]
+    parts += [f"source {' or '.join(repr(s) for s in filters.sources)}"] if filters.sources else []
+    parts += [f"since {filters.since.removeprefix('now-')}"] if filters.since else []
+    parts += ["no duplicates"] if filters.unique else []
+    return ", ".join(parts)
 
 
 def consumer_lag(settings: Settings) -> dict[str, int]:

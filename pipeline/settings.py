@@ -118,7 +118,7 @@ class DedupSettings(_Section):
     query_terms: int = Field(20, ge=1, description="heaviest article terms looked up in the candidate index")
     max_candidates: int = Field(5, ge=1, description="stories fully scored per article")
     candidate_budget: int = Field(
-        1000, ge=10, description="story ids visited in the candidate index per article (rarest terms first)"
+        500, ge=10, description="story ids visited in the candidate index per article (rarest terms first)"
     )
     sketches_per_story: int = Field(16, ge=1, description="latest originals per story checked for near-copies")
 

@@ -22,11 +22,11 @@ from operator import itemgetter
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import numpy as np
+from wordfreq import get_frequency_dict
 
 Vector = dict[str, float]
 
 _WORD = re.compile(r"[^\W_]+(?:[.'’-][^\W_]+)*")
-_LN10 = math.log(10.0)
 # A news article is a few hundred tokens: a word with per-token probability p appears in about p*L of them.
 _DOC_TOKENS = 400.0
 # Words wordfreq has never seen (names, typos, other scripts) get this IDF: rare, but not infinitely so.
@@ -42,14 +42,8 @@ _TRACKING = re.compile(r"^(utm_|fbclid$|gclid$|mc_[ce]id$|ref$|ref_src$|cmpid$|o
 
 
 @lru_cache(maxsize=1)
-def _zipf_table() -> Mapping[str, float]:
+def _frequencies() -> Mapping[str, float]:
     """wordfreq's English table as word -> frequency per token; loaded once (about 0.1 s)."""
-    try:
-        from wordfreq import get_frequency_dict
-    except (
-        ImportError
-    ):  # pragma: no cover - the dependency is declared; degrade to flat IDF rather than crash
-        return {}
     return get_frequency_dict("en", wordlist="best")
 
 
@@ -58,7 +52,7 @@ def idf(word: str) -> float:
     """IDF estimate of a lowercase word for a news-length document: ln(1 / min(1, p * L)), clipped."""
     if _NUMBER.fullmatch(word):
         return NUMBER_IDF
-    p = _zipf_table().get(word, 0.0)
+    p = _frequencies().get(word, 0.0)
     if p <= 0.0:
         if "-" in word or "." in word:  # "kim-jong" / "u.s": fall back on the rarest part
             parts = [q for q in re.split(r"[-.]", word) if q]

@@ -6,17 +6,29 @@ The two clients expose the same API shape for what newsflow needs, so the shared
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import httpx
 
 from pipeline.errors import StackError
-from pipeline.search.templates import index_templates
+from pipeline.search.templates import (
+    article_index,
+    article_index_pattern,
+    article_mappings,
+    field_paths,
+    index_templates,
+    mapping_changes,
+)
 from pipeline.settings import SearchSettings
 
+log = logging.getLogger(__name__)
+
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+_IDS_PER_QUERY = 1000
 
 
 @dataclass(frozen=True)
@@ -55,18 +67,111 @@ class SearchBackend:
 
     # --- setup ---------------------------------------------------------------------------------------------
     def ensure_templates(self) -> list[str]:
-        """Install/upgrade index templates (idempotent) and create the indices; returns what changed."""
-        changed: list[str] = []
-        for name, body in index_templates(self.settings.indices).items():
+        """Install/upgrade templates and bring existing indices up to date, idempotently; returns what changed.
+
+        A new TEMPLATE_VERSION is put as a template (new monthly indices get it) and its compatible mapping
+        additions are put on every existing index, so old documents stay where they are and stay searchable.
+        """
+        idx = self.settings.indices
+        changed = self._migrate_unpartitioned_articles()
+        for name, body in index_templates(idx).items():
             current = self.client.indices.get_index_template(name=name, ignore=[404]) or {}
             versions = [t["index_template"].get("version") for t in current.get("index_templates", [])]
             if body["version"] not in versions:
                 self.client.indices.put_index_template(name=name, body=body)
                 changed.append(f"template {name} v{body['version']}")
-            if not self.client.indices.exists(index=name):
-                self.client.indices.create(index=name, ignore=[400])
-                changed.append(f"index {name}")
+            changed.extend(self._update_existing_mappings(body))
+        if not self.client.indices.exists(index=idx.stories):
+            self.client.indices.create(index=idx.stories, ignore=[400])
+            changed.append(f"index {idx.stories}")
+        if not self.client.indices.exists_alias(name=idx.articles):
+            # The alias must resolve before the first article arrives (searches, counts, Kibana index patterns).
+            first = article_index(idx, datetime.now(UTC))
+            self.client.indices.create(index=first, ignore=[400])
+            changed.append(f"index {first} (alias {idx.articles})")
+        changed.extend(self._attach_alias())
         return changed
+
+    def _update_existing_mappings(self, template: dict[str, Any]) -> list[str]:
+        """Put the template's new fields on indices created from an older template version."""
+        wanted = template["template"]["mappings"]["properties"]
+        live = self.client.indices.get_mapping(index=",".join(template["index_patterns"]), ignore=[404]) or {}
+        changed: list[str] = []
+        for index, body in sorted(live.items()):
+            if not isinstance(body, dict) or "mappings" not in body:
+                continue
+            have = body["mappings"].get("properties", {})
+            additions, conflicts = mapping_changes(have, wanted)
+            for conflict in conflicts:
+                log.warning("index %s: %s needs a reindex; left as it is", index, conflict)
+            if additions:
+                self.client.indices.put_mapping(index=index, body={"properties": additions})
+                added = sorted(set(field_paths(additions)) - set(field_paths(have)))
+                changed.append(f"mapping {index}: +{', +'.join(added)}")
+        return changed
+
+    def _attach_alias(self) -> list[str]:
+        """Monthly indices made before the alias existed in the template get it too (the template only acts
+        on index creation)."""
+        idx = self.settings.indices
+        pattern = article_index_pattern(idx)
+        indices = self.client.indices.get(index=pattern, ignore=[404]) or {}
+        missing = sorted(n for n, body in indices.items() if idx.articles not in (body.get("aliases") or {}))
+        if not missing:
+            return []
+        actions = [{"add": {"index": n, "alias": idx.articles}} for n in missing]
+        self.client.indices.update_aliases(body={"actions": actions})
+        return [f"alias {idx.articles} -> {n}" for n in missing]
+
+    def _migrate_unpartitioned_articles(self) -> list[str]:
+        """Move a pre-partitioning concrete `newsflow-articles` index into monthly indices, without a moment
+        where a document exists nowhere.
+
+        The alias cannot be created while an index of that name exists, so: copy it to a holding index (not
+        matched by any template), delete the original, then reindex the holding copy into the monthly indices
+        (the template creates them with the alias) and delete the holding copy once every document is there.
+        Each step is resumable: a crash leaves either the original or the holding copy in place.
+        """
+        idx = self.settings.indices
+        holding = f"{idx.articles}.premigration"
+        changed: list[str] = []
+        is_concrete = self.client.indices.exists(index=idx.articles) and not self.client.indices.exists_alias(
+            name=idx.articles
+        )
+        if is_concrete:
+            if not self.client.indices.exists(index=holding):
+                self.client.indices.create(index=holding, body={"mappings": article_mappings()})
+            self._reindex(idx.articles, holding, script=None)
+            self.client.indices.delete(index=idx.articles)
+            changed.append(f"index {idx.articles} -> {holding}")
+        if not self.client.indices.exists(index=holding):
+            return changed
+        # Install the current template first, so the monthly indices are created with the alias.
+        templates = index_templates(idx)
+        self.client.indices.put_index_template(name=idx.articles, body=templates[idx.articles])
+        script = {
+            "lang": "painless",
+            "source": "ctx._index = params.prefix + ctx._source['@timestamp'].substring(0, 7).replace('-', '.')",
+            "params": {"prefix": f"{idx.articles}-"},
+        }
+        moved = self._reindex(holding, idx.articles, script=script)
+        self.client.indices.refresh(index=f"{holding},{idx.articles}")
+        expected = self.count(holding)
+        if self.count(idx.articles, {"match_all": {}}) < expected:
+            raise StackError(f"migration of {idx.articles}: fewer documents in the monthly indices than in {holding}")
+        self.client.indices.delete(index=holding)
+        changed.append(f"{moved} article(s) {holding} -> {article_index_pattern(idx)}")
+        return changed
+
+    def _reindex(self, source: str, dest: str, script: dict[str, Any] | None) -> int:
+        """Server-side copy, waiting for the result; returns how many documents were written."""
+        body: dict[str, Any] = {"source": {"index": source}, "dest": {"index": dest}}
+        if script is not None:
+            body["script"] = script
+        result = self.client.reindex(body=body, wait_for_completion=True, refresh=True, request_timeout=3600)
+        if result.get("failures"):
+            raise StackError(f"reindex {source} -> {dest} failed: {_reason(result['failures'][0])}")
+        return int(result.get("created", 0)) + int(result.get("updated", 0))
 
     # --- writes --------------------------------------------------------------------------------------------
     def bulk(self, actions: list[dict[str, Any]]) -> list[BulkOutcome]:
@@ -91,7 +196,7 @@ class SearchBackend:
                 action = by_key.get(key)
                 if action is None:
                     continue
-                status = int(result.get("status", 0) or 0)
+                status = _status(result.get("status"))
                 error = None if ok else _reason(result.get("error") or result.get("exception"))
                 outcomes[key] = BulkOutcome(action, ok, status, error)
         except Exception as exc:  # connection refused, timeouts: the engine is down, everything left is retryable
@@ -105,25 +210,43 @@ class SearchBackend:
         self.client.indices.refresh(index=names, ignore_unavailable=True)
 
     # --- reads ---------------------------------------------------------------------------------------------
+    # `index` may be the articles alias (every monthly index) or a single index; all reads work on both.
     def search(self, index: str, body: dict[str, Any]) -> dict[str, Any]:
-        return dict(self.client.search(index=index, body=body))
+        return dict(self.client.search(index=index, body=body, ignore_unavailable=True))
 
     def count(self, index: str, query: dict[str, Any] | None = None) -> int:
         body = {"query": query} if query else None
-        return int(self.client.count(index=index, body=body)["count"])
+        return int(self.client.count(index=index, body=body, ignore_unavailable=True)["count"])
 
     def get_many(self, index: str, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-        ids = list(ids)
+        """Documents by id. mget refuses an alias over several indices, so the articles alias is read with an
+        `ids` query (near-real-time: call `refresh` first for documents written in the last second)."""
+        ids = list(dict.fromkeys(ids))
         if not ids:
             return {}
-        docs = self.client.mget(index=index, body={"ids": ids})["docs"]
-        return {d["_id"]: d["_source"] for d in docs if d.get("found")}
+        if index != self.settings.indices.articles:
+            docs = self.client.mget(index=index, body={"ids": ids})["docs"]
+            return {d["_id"]: d["_source"] for d in docs if d.get("found")}
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(ids), _IDS_PER_QUERY):
+            chunk = ids[start : start + _IDS_PER_QUERY]
+            hits = self.search(index, {"size": len(chunk), "query": {"ids": {"values": chunk}}})["hits"]["hits"]
+            found.update((h["_id"], h["_source"]) for h in hits)
+        return found
 
     def info(self) -> dict[str, Any]:
         return dict(self.client.info())
 
     def close(self) -> None:
         self.client.close()
+
+
+def _status(value: Any) -> int:
+    """HTTP status of a bulk item; a transport failure has none ("N/A" in opensearch-py): 0, i.e. retryable."""
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 def _reason(error: Any) -> str:

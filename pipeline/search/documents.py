@@ -2,7 +2,8 @@
 
 Document ids are the article id and the story id, so re-processing overwrites instead of duplicating. Story
 documents are written with external versioning (`version = story.revision`, `external_gte`): an older snapshot
-that arrives late (a replay, a second indexer) can never overwrite a newer one.
+that arrives late (a replay, a second indexer) can never overwrite a newer one. An article's index is the
+monthly partition of its published time (`templates.article_index`), so a replay targets the same index too.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pipeline.models import EnrichedArticle, Entity, Story
+from pipeline.search.templates import article_index
 from pipeline.settings import Indices
 
 _KEYWORD_TYPES = {"person": "person", "organization": "organization", "location": "location"}
@@ -70,7 +72,12 @@ def bulk_actions(articles: list[EnrichedArticle], indices: Indices) -> list[dict
     """One index action per article plus one per story (its newest snapshot in this batch)."""
     now = datetime.now(UTC)
     actions: list[dict[str, Any]] = [
-        {"_op_type": "index", "_index": indices.articles, "_id": a.id, "_source": article_document(a, now)}
+        {
+            "_op_type": "index",
+            "_index": article_index(indices, a.published),
+            "_id": a.id,
+            "_source": article_document(a, now),
+        }
         for a in articles
     ]
     newest: dict[str, Story] = {}

@@ -9,7 +9,15 @@ import pytest
 
 from pipeline.models import EnrichedArticle, Entity, Story
 from pipeline.search.documents import article_document, bulk_actions, entity_fields, story_document
-from pipeline.search.templates import TEMPLATE_VERSION, article_mappings, index_templates, story_mappings
+from pipeline.search.templates import (
+    TEMPLATE_VERSION,
+    article_index,
+    article_mappings,
+    field_paths,
+    index_templates,
+    mapping_changes,
+    story_mappings,
+)
 from pipeline.settings import Indices
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
@@ -156,10 +164,11 @@ def test_bulk_actions_one_article_action_each_and_newest_story_snapshot() -> Non
     ]
     actions = bulk_actions(articles, INDICES)
 
-    article_actions = [a for a in actions if a["_index"] == "t-articles"]
+    article_actions = [a for a in actions if a["_index"].startswith("t-articles-")]
     story_actions = [a for a in actions if a["_index"] == "t-stories"]
     assert len(actions) == 7
     assert [a["_id"] for a in article_actions] == ["a1", "a2", "a3", "a4", "a5"]
+    assert {a["_index"] for a in article_actions} == {"t-articles-2024.03"}  # the month of `published`
     assert all(a["_op_type"] == "index" for a in actions)
     assert all("version" not in a and "version_type" not in a for a in article_actions)
     assert [a["_source"]["id"] for a in article_actions] == ["a1", "a2", "a3", "a4", "a5"]
@@ -178,6 +187,19 @@ def test_bulk_actions_one_article_action_each_and_newest_story_snapshot() -> Non
 
 def test_bulk_actions_empty_batch() -> None:
     assert bulk_actions([], INDICES) == []
+
+
+def test_article_index_is_the_utc_month_of_published() -> None:
+    cest = timezone(timedelta(hours=2))
+    assert article_index(INDICES, datetime(2024, 3, 1, 1, 30, tzinfo=cest)) == "t-articles-2024.02"  # UTC: Feb 29
+    assert article_index(INDICES, datetime(2024, 12, 31, 23, 59, tzinfo=UTC)) == "t-articles-2024.12"
+
+
+def test_a_replayed_article_targets_the_same_index_and_id() -> None:
+    """Idempotency across partitions: the target is a function of the message, not of when it is indexed."""
+    first = bulk_actions([_article("a1")], INDICES)[0]
+    again = bulk_actions([_article("a1")], INDICES)[0]
+    assert (first["_index"], first["_id"]) == (again["_index"], again["_id"])
 
 
 # --- templates ---------------------------------------------------------------------------------------------
@@ -222,9 +244,52 @@ def test_index_templates_use_configured_names() -> None:
     templates = index_templates(INDICES)
     assert sorted(templates) == ["t-articles", "t-stories"]
     art, sto = templates["t-articles"], templates["t-stories"]
-    assert art["index_patterns"] == ["t-articles*"]
-    assert sto["index_patterns"] == ["t-stories*"]
+    assert art["index_patterns"] == ["t-articles-*"]  # the monthly indices, not the alias name itself
+    assert art["template"]["aliases"] == {"t-articles": {}}  # every monthly index is read through the alias
+    assert sto["index_patterns"] == ["t-stories"]
+    assert "aliases" not in sto["template"]
     assert art["version"] == sto["version"] == TEMPLATE_VERSION
     assert art["template"]["mappings"] == article_mappings()
     assert sto["template"]["mappings"] == story_mappings()
     assert art["_meta"]["managed_by"] == "newsflow"
+
+
+# --- template migrations -----------------------------------------------------------------------------------
+
+
+def test_mapping_changes_of_an_up_to_date_index_are_none() -> None:
+    props = article_mappings()["properties"]
+    assert mapping_changes(props, props) == ({}, [])
+
+
+def test_mapping_changes_finds_new_fields_subfields_and_multifields() -> None:
+    current = {
+        "title": {"type": "text"},
+        "entities": {"properties": {"person": {"type": "keyword"}}},
+        "url": {"type": "keyword"},
+    }
+    wanted = {
+        "title": {"type": "text", "fields": {"keyword": {"type": "keyword"}}},
+        "entities": {"properties": {"person": {"type": "keyword"}, "event": {"type": "keyword"}}},
+        "url": {"type": "keyword"},
+        "paywalled": {"type": "boolean"},
+    }
+    additions, conflicts = mapping_changes(current, wanted)
+    assert conflicts == []
+    assert additions == {
+        "title": {"type": "text", "fields": {"keyword": {"type": "keyword"}}},
+        "entities": {"properties": {"event": {"type": "keyword"}}},
+        "paywalled": {"type": "boolean"},
+    }
+    assert sorted(set(field_paths(additions)) - set(field_paths(current))) == [
+        "entities.event", "paywalled", "title.keyword"
+    ]
+
+
+def test_mapping_changes_reports_type_changes_instead_of_applying_them() -> None:
+    additions, conflicts = mapping_changes(
+        {"count": {"type": "integer"}, "entities": {"type": "keyword"}},
+        {"count": {"type": "long"}, "entities": {"properties": {"person": {"type": "keyword"}}}},
+    )
+    assert additions == {}
+    assert conflicts == ["count: integer -> long", "entities: keyword -> object"]

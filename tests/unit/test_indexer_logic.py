@@ -12,7 +12,7 @@ import pytest
 from kafka import TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from pipeline.indexer import commit_offsets, parse_records
+from pipeline.indexer import commit_offsets, parse_batch, parse_records, rejection_letters
 from pipeline.models import DeadLetter, EnrichedArticle
 from pipeline.search.backend import RETRYABLE_STATUS, BulkOutcome, describe_unreachable
 
@@ -180,3 +180,27 @@ def test_other_errors_are_not_described() -> None:
 )
 def test_opensearch_http_errors_are_not_unreachable(exc: BaseException) -> None:
     assert describe_unreachable(exc) is None
+
+
+# --- rejection_letters -------------------------------------------------------------------------------------
+
+
+def test_rejected_articles_are_dead_lettered_with_their_original_message_and_position() -> None:
+    raw = _enriched("a1")
+    parsed, _ = parse_batch([Record(TOPIC, 2, 41, raw)], TOPIC)  # type: ignore[list-item]
+    article_action = {"_op_type": "index", "_index": "a-2024.03", "_id": "a1", "_source": {"id": "a1"}}
+    story_action = {**STORY_ACTION, "_source": {"story_id": "s1"}}
+    letters = rejection_letters(
+        [
+            BulkOutcome(article_action, False, 400, "mapper_parsing_exception: failed to parse [published]"),
+            BulkOutcome(story_action, False, 400, "illegal_argument_exception: too long"),
+        ],
+        parsed,
+        TOPIC,
+    )
+    article, story = letters
+    assert article.payload == raw.decode()
+    assert (article.topic, article.partition, article.offset) == (TOPIC, 2, 41)
+    assert article.reason.startswith("rejected by search engine (a-2024.03/a1): mapper_parsing_exception")
+    assert json.loads(story.payload) == {"story_id": "s1"}  # a snapshot: the refused document itself
+    assert "s/s1" in story.reason and story.offset is None
