@@ -23,8 +23,9 @@ $(STAMP): pyproject.toml
 	  || { echo "newsflow: Python 3.11+ is required (set PYTHON=...)"; exit 1; }
 	@echo "setup: creating $(VENV) and installing newsflow with its dependencies (first time: a few minutes)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install --quiet --upgrade pip
-	@$(PY) -m pip install --quiet -e ".[dev]"
+	@{ $(PY) -m pip install --upgrade pip && $(PY) -m pip install -e ".[dev]"; } > $(VENV)/install.log 2>&1 \
+	  || { tail -25 $(VENV)/install.log; echo "setup: pip install failed (full log: $(VENV)/install.log)"; exit 1; }
+	@echo "setup: done"
 	@touch $(STAMP)
 
 setup: $(STAMP)

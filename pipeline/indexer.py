@@ -28,7 +28,7 @@ from pipeline import bus, status
 from pipeline.models import DeadLetter, EnrichedArticle
 from pipeline.search import BulkOutcome, SearchBackend, connect
 from pipeline.search.backend import describe_unreachable
-from pipeline.search.documents import bulk_actions
+from pipeline.search.documents import bulk_actions, unindexable_reason
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -211,13 +211,21 @@ def parse_batch(
     dead: list[DeadLetter] = []
     for r in records:
         try:
-            parsed.append((r, EnrichedArticle.model_validate_json(r.value)))
+            article = EnrichedArticle.model_validate_json(r.value)
         except ValidationError as exc:
             first = exc.errors()[0]
             reason = f"invalid enriched article: {'.'.join(map(str, first['loc']))}: {first['msg']}"
             dead.append(
                 bus.dead_letter("indexer", reason, r.value, topic=topic, partition=r.partition, offset=r.offset)
             )
+            continue
+        if problem := unindexable_reason(article):
+            reason = f"not indexable: {problem}"
+            dead.append(
+                bus.dead_letter("indexer", reason, r.value, topic=topic, partition=r.partition, offset=r.offset)
+            )
+        else:
+            parsed.append((r, article))
     return parsed, dead
 
 

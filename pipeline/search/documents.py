@@ -16,6 +16,8 @@ from pipeline.models import EnrichedArticle, Entity, Story
 from pipeline.search.templates import article_index
 from pipeline.settings import Indices
 
+MAX_ID_BYTES = 512  # both engines refuse longer ids, and refuse the WHOLE bulk request that carries one
+
 _KEYWORD_TYPES = {"person": "person", "organization": "organization", "location": "location"}
 
 
@@ -27,6 +29,16 @@ def entity_fields(entities: list[Entity]) -> dict[str, list[str]]:
         if e.name not in out[field]:
             out[field].append(e.name)
     return dict(out)
+
+
+def unindexable_reason(article: EnrichedArticle) -> str | None:
+    """Why an article cannot be sent at all, else None. Checked before the bulk request because the engine
+    answers an over-long id with a request-level 400 that would fail every other document with it."""
+    for what, value in (("article id", article.id), ("story id", article.story_id)):
+        size = len(value.encode("utf-8"))
+        if size > MAX_ID_BYTES:
+            return f"{what} is {size} bytes; the search engine accepts at most {MAX_ID_BYTES}"
+    return None
 
 
 def article_document(article: EnrichedArticle, ingested_at: datetime | None = None) -> dict[str, Any]:
