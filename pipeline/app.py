@@ -37,6 +37,7 @@ from pipeline.settings import Settings
 log = logging.getLogger(__name__)
 
 EXPIRE_EVERY_S = 60.0
+HEARTBEAT_S = 2.0
 
 
 @dataclass
@@ -158,6 +159,11 @@ def create_app(settings: Settings) -> faust.App:
             await send_dead(dead + failed)
             stats.tagged += len(tagged)
             status.write(heartbeat, stats.as_status())
+
+    @app.timer(interval=HEARTBEAT_S)
+    async def _heartbeat() -> None:
+        """Figures for `newsflow status`, also while idle (the per-batch writes are throttled)."""
+        status.write(heartbeat, stats.as_status(), force=True)
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def _drop_engine(sender: Any, revoked: Any, **kwargs: Any) -> None:

@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer
 
-from pipeline import bus
+from pipeline import bus, status
 from pipeline.demo import DEMO_DIR, demo_feeds, expected_outcome, serve_directory
 from pipeline.models import Article, EnrichedArticle, Story
 from pipeline.poller import Poller
 from pipeline.report import find_stories
 from pipeline.search import connect
 from pipeline.search.documents import bulk_actions
-from pipeline.settings import FeedConfig
+from pipeline.settings import FeedConfig, Settings
 from tests.conftest import Isolated
 from tests.integration.helpers import indexed_ids, log_tail, read_topic, spawn, stop, wait_until
 
@@ -206,3 +206,38 @@ def test_bad_feeds_and_poison_messages_do_not_stop_the_rest(isolated: Isolated, 
     reasons = " | ".join(d["reason"] for d in dead)
     assert len(dead) == 2 and all(d["stage"] == "tag" for d in dead), reasons
     assert "not an Article" in reasons or "Invalid JSON" in reasons
+
+
+def test_two_workers_still_file_reports_of_one_event_together(isolated: Isolated, procs: Procs) -> None:
+    """Tagging is spread over two workers; assignment is one ordered stage, so the reports still meet."""
+    settings = isolated.settings
+    expected = expected_outcome()
+    workers = [procs.start("worker-a", "worker"), procs.start("worker-b", "worker")]
+    procs.start("indexer", "indexer")
+    wait_until(lambda: group_size(settings) == 2, 120, "both workers in the consumer group")
+    with serve_directory(DEMO_DIR) as base:
+        poller = Poller(settings, demo_feeds(base))
+        results = asyncio.run(poller.poll_once())
+        poller.close()
+    assert sum(r.new_items for r in results) == len(expected.story)
+    backend = connect(settings.search)
+    try:
+        wait_until(lambda: len(indexed_ids(backend, settings)) == len(expected.story), 240, "all articles indexed")
+    except AssertionError:
+        raise AssertionError(procs.tails()) from None
+    docs = backend.get_many(settings.search.indices.articles, list(expected.story))
+    putin = [i for i, label in expected.story.items() if label == "putin-visit"]
+    assert len({docs[i]["story_id"] for i in putin}) == 1
+    beats = status.read_all(settings.stack.state_dir)
+    tagged = [beats.get(f"worker-{w.pid}", {}).get("tagged", 0) for w in workers]
+    assert all(n > 0 for n in tagged) and sum(tagged) >= len(expected.story), tagged  # both did tagging work
+
+
+def group_size(settings: Settings) -> int:
+    """Members of the Faust worker group (both must have joined before articles arrive)."""
+    client = bus.admin(settings)
+    try:
+        groups = client.describe_consumer_groups([settings.worker.app_id])
+        return len(groups[0].members) if groups and groups[0].state == "Stable" else 0
+    finally:
+        client.close()
