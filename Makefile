@@ -16,7 +16,7 @@ help:
 	@echo "make run    - set up, start the local Kafka + OpenSearch, run the pipeline on config/feeds.yaml"
 	@echo "make demo   - the same pipeline on bundled sample feeds served locally, then a summary"
 	@echo "make test   - set up and run the test suite (starts the local stack when needed)"
-	@echo "make lint | eval | bench | stack-up | stack-down | status | clean"
+	@echo "make lint | eval | bench | kibana | stack-up | stack-down | status | clean"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "newsflow needs Python >= 3.11"' \
@@ -66,6 +66,9 @@ eval: setup
 bench: setup
 	@$(PY) -m pipeline.evaluation.bench_clustering
 	@$(PY) -m pipeline.evaluation.bench_entities
+
+kibana: setup
+	@$(NEWSFLOW) kibana import
 
 clean:
 	-@test -x $(NEWSFLOW) && $(NEWSFLOW) stack down

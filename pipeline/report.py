@@ -173,9 +173,8 @@ def search(
     """`newsflow search`: matching stories with their matching articles."""
     filters = filters or SearchFilters()
     if not text.strip() and not filters:
-        raise QueryError(
-            "empty query: give some words to search for, or a filter (--entity, --source, --since, --unique)"
-        )
+        # Wording pinned by tests/unit/test_cli.py; `newsflow search --help` lists the filters.
+        raise QueryError("empty query: give some words to search for")
     backend = connect(settings.search)
     hits = find_stories(backend, settings, text, size, filters)
     if as_json:
