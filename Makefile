@@ -66,6 +66,7 @@ eval: setup
 bench: setup
 	@$(PY) -m pipeline.evaluation.bench_clustering
 	@$(PY) -m pipeline.evaluation.bench_entities
+	@$(PY) -m pipeline.evaluation.bench_indexer
 
 kibana: setup
 	@$(NEWSFLOW) kibana import

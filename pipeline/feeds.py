@@ -476,6 +476,9 @@ def parse_feed(
             dropped += 1
         else:
             items.append(article)
+    if bozo and not items:
+        # Broken XML that yields nothing usable is an error, not a quiet feed.
+        raise FeedError(f"not a feed: {bozo}")
     warnings = [f"dropped {dropped} item(s) with neither title, link nor text"] if dropped else []
     if bozo:
         warnings.insert(0, f"recovered from: {bozo}")

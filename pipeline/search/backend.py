@@ -108,7 +108,18 @@ class SearchBackend:
                 self.client.indices.put_mapping(index=index, body={"properties": additions})
                 added = sorted(set(field_paths(additions)) - set(field_paths(have)))
                 changed.append(f"mapping {index}: +{', +'.join(added)}")
+                changed.append(self._backfill(index))
         return changed
+
+    def _backfill(self, index: str) -> str:
+        """Make new fields searchable on old documents: their values are already in `_source` (unmapped
+        fields are kept there), an in-place update-by-query indexes them. It runs as a background task;
+        `conflicts=proceed` skips documents the indexer rewrites meanwhile (those get the new mapping anyway)."""
+        self.client.indices.refresh(index=index)  # documents written just before are included too
+        task = self.client.update_by_query(
+            index=index, conflicts="proceed", wait_for_completion=False, refresh=True
+        )
+        return f"backfill {index}: task {task.get('task')}"
 
     def _attach_alias(self) -> list[str]:
         """Monthly indices made before the alias existed in the template get it too (the template only acts

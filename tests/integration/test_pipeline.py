@@ -132,8 +132,9 @@ def test_end_to_end_feeds_to_search(isolated: Isolated, procs: Procs) -> None:
     putin = [i for i, label in expected.story.items() if label == "putin-visit"]
     assert len({docs[i]["story_id"] for i in putin}) == 1, "the Putin reports must be one story"
     for copy, original in expected.duplicate_of.items():
-        if original:
-            assert docs[copy]["duplicate_of"] == original
+        if original:  # whichever of the pair arrived first is the original (tagging runs in parallel)
+            marks = {docs[copy]["duplicate_of"], docs[original]["duplicate_of"]}
+            assert marks in ({original, None}, {copy, None}), (copy, original, marks)
             assert docs[copy]["story_id"] == docs[original]["story_id"]
     story = backend.get_many(settings.search.indices.stories, [docs[putin[0]]["story_id"]])
     assert story, "story document indexed"
@@ -228,9 +229,12 @@ def test_two_workers_still_file_reports_of_one_event_together(isolated: Isolated
     docs = backend.get_many(settings.search.indices.articles, list(expected.story))
     putin = [i for i, label in expected.story.items() if label == "putin-visit"]
     assert len({docs[i]["story_id"] for i in putin}) == 1
-    beats = status.read_all(settings.stack.state_dir)
-    tagged = [beats.get(f"worker-{w.pid}", {}).get("tagged", 0) for w in workers]
-    assert all(n > 0 for n in tagged) and sum(tagged) >= len(expected.story), tagged  # both did tagging work
+    def tagged() -> list[int]:
+        beats = status.read_all(settings.stack.state_dir)
+        return [beats.get(f"worker-{w.pid}", {}).get("tagged", 0) for w in workers]
+
+    counts = wait_until(lambda: sum(tagged()) >= len(expected.story) and tagged(), 30, "worker heartbeats")
+    assert all(n > 0 for n in counts), f"both workers must have tagged articles: {counts}"
 
 
 def group_size(settings: Settings) -> int:
