@@ -67,6 +67,7 @@ bench: setup
 	@$(PY) -m pipeline.evaluation.bench_clustering
 	@$(PY) -m pipeline.evaluation.bench_entities
 	@$(PY) -m pipeline.evaluation.bench_indexer
+	@$(PY) -m pipeline.evaluation.bench_poller
 
 kibana: setup
 	@$(NEWSFLOW) kibana import

@@ -16,6 +16,7 @@ import logging
 import signal
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,14 @@ from pipeline.search.documents import bulk_actions, unindexable_reason
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Written:
+    """What writing one batch produced: records to dead-letter and how many articles were acknowledged."""
+
+    dead: list[DeadLetter]
+    indexed: int
 
 
 @dataclass
@@ -71,18 +80,30 @@ class Indexer:
 
     # --- the loop ------------------------------------------------------------------------------------------
     def run(self, *, idle_exit_s: float | None = None) -> IndexerStats:
-        """Index until stopped (or, for tests and the demo, until nothing arrived for `idle_exit_s`)."""
+        """Index until stopped (or, for tests and the demo, until nothing arrived for `idle_exit_s`).
+
+        One batch is in flight at a time: while the search engine works on batch N, batch N+1 is fetched and
+        parsed. Batch N is settled (dead letters sent, offsets committed) before N+1 is sent, so offsets are
+        still committed in order and only after their documents are acknowledged.
+        """
         last_data = time.monotonic()
+        in_flight: tuple[list[ConsumerRecord], Future[Written]] | None = None
         try:
             self._setup_indices()
-            while not self._stop.is_set():
-                batch = self._collect_batch()
-                if batch:
-                    self.index_batch(batch)
-                    last_data = time.monotonic()
-                elif idle_exit_s is not None and time.monotonic() - last_data > idle_exit_s:
-                    break
-                status.write("indexer", self._status())
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bulk") as pool:
+                while not self._stop.is_set():
+                    batch = self._collect_batch()
+                    if in_flight is not None:
+                        self._settle(in_flight[0], in_flight[1].result())
+                        in_flight = None
+                    if batch:
+                        in_flight = (batch, pool.submit(self._write, batch))
+                        last_data = time.monotonic()
+                    elif idle_exit_s is not None and time.monotonic() - last_data > idle_exit_s:
+                        break
+                    status.write("indexer", self._status())
+                if in_flight is not None:
+                    self._settle(in_flight[0], in_flight[1].result())
         except InterruptedError as exc:  # stopped while the engine was failing: the batch stays uncommitted
             log.warning("indexer stopped: %s", exc)
         finally:
@@ -132,21 +153,30 @@ class Indexer:
 
     def index_batch(self, records: list[ConsumerRecord]) -> None:
         """Parse, bulk-write with retries, dead-letter the unfixable, then commit the batch's offsets."""
+        self._settle(records, self._write(records))
+
+    def _write(self, records: list[ConsumerRecord]) -> Written:
+        """Parse and bulk-write one batch (retrying transient failures); no Kafka calls, so it can run in a
+        thread while the consumer fetches the next batch."""
         topic = self.settings.kafka.topics.enriched
         parsed, dead = parse_batch(records, topic)
         actions = bulk_actions([a for _, a in parsed], self.settings.search.indices)
         outcomes = self._write_with_retries(actions)
         rejected = [o for o in outcomes if not o.ok and not o.stale_version]
         dead.extend(rejection_letters(rejected, parsed, topic))
-        if dead:
-            bus.send_dead_letters(self.settings, self._producer, dead)  # acked before the commit below
-            self.stats.dead_letters += len(dead)
-            for d in dead:
+        stories = self.settings.search.indices.stories
+        return Written(dead, sum(1 for o in outcomes if o.ok and o.action["_index"] != stories))
+
+    def _settle(self, records: list[ConsumerRecord], written: Written) -> None:
+        """Dead letters first (acked by the broker), then the batch's offsets."""
+        if written.dead:
+            bus.send_dead_letters(self.settings, self._producer, written.dead)
+            self.stats.dead_letters += len(written.dead)
+            for d in written.dead:
                 log.warning("dead-lettered a record: %s", d.reason)
         self._commit(records)
         self.stats.batches += 1
-        stories = self.settings.search.indices.stories
-        self.stats.indexed += sum(1 for o in outcomes if o.ok and o.action["_index"] != stories)
+        self.stats.indexed += written.indexed
 
     def _commit(self, records: list[ConsumerRecord]) -> None:
         """Commit the batch. If the group rebalanced meanwhile (a long outage outlasts `max.poll.interval.ms`),
