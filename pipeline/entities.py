@@ -9,10 +9,15 @@ be "United States", and "Russian"/"Western" are adjectives, not places. Steps pe
    because the statistical model reads case as a name signal and both over- and under-tags shouted text;
 3. spaCy NER (only the `ner` component: it has its own tok2vec, so tagger/parser/lemmatizer are skipped),
    plus gazetteer matches the model missed (countries, US states, large cities, alias-table names);
-4. mention clean-up (articles, possessives, titles, stray punctuation) and demonym filtering;
-5. canonicalisation: alias table / gazetteer, then surnames and acronyms resolved to the full name in the same
-   article, then to full names remembered from earlier articles;
-6. one `Entity` per canonical name, with its majority type and every surface form seen.
+4. structure the small model misreads settles the type: wire datelines are places, results-row names are
+   teams, bracketed "Name 23" lists and cricket scorecard lines are people; "Given-name Surname" pairs (given
+   names from the gender-guesser / names packages) are people, organisation suffixes and prefixes ("Leeds
+   United", "Volvo AB", "Bank Indonesia") make organisations, event words ("Canadian Open") make events;
+5. mention clean-up (articles, possessives, titles, stray punctuation) and demonym filtering;
+6. canonicalisation: alias table / gazetteer, then surnames, acronyms and club short names ("Leeds") resolved
+   to the full name in the same article, then to full names remembered from earlier articles;
+7. one `Entity` per canonical name, with its majority type and every surface form seen (split by type when
+   structure forces two: "New York" the dateline and "New York" the team in the standings).
 
 The text handed to spaCy has exactly the original's length, so reported mentions are original surface forms.
 """
@@ -277,7 +282,7 @@ class Recaser:
         self.vocabulary = vocabulary | stop_words
         """lower-case dictionary words: a shouted word we cannot place is lower-cased only if it is one"""
 
-    def _dictionary_word(self, low: str) -> bool:
+    def dictionary_word(self, low: str) -> bool:
         """The word or a regular inflection of it is in the dictionary ("REPORTS", "WARNED", "TALKS")."""
         if len(self.vocabulary) < 1000:
             return True  # no real dictionary: lower-case everything unknown, the safe choice for precision
@@ -322,7 +327,7 @@ class Recaser:
             return proper
         if title:
             return _capitalise(word)
-        if self._dictionary_word(low):
+        if self.dictionary_word(low):
             return _lower(word)
         # Not a dictionary word: a name ("ZELENSKY" -> "Zelensky") or an acronym ("NHL" stays).
         return word if len(word) <= 4 and word.isalpha() else _capitalise(word)
@@ -386,8 +391,9 @@ _ROW_NAME = re.compile(r"[A-Z][\w.'’&-]*(?:\s+(?:[A-Z][\w.'’&-]*|of|de|del|l
 
 
 _ROW_WORDS = frozenset(
-    {"v", "vs", "de", "del", "da", "do", "dos", "van", "von", "der", "den", "of", "and", "the"}
+    {"v", "vs", "de", "del", "da", "do", "dos", "van", "von", "der", "den", "of", "and", "the", "pen", "og"}
 )
+"""Lower-case words that still belong in a results row: name particles, "v", and a scorer's "pen"/"og"."""
 
 
 def table_rows(text: str) -> list[tuple[int, int]]:
@@ -409,20 +415,29 @@ def table_rows(text: str) -> list[tuple[int, int]]:
     return rows
 
 
-def _row_names(text: str, rows: list[tuple[int, int]]) -> Iterator[tuple[int, int]]:
-    """Name runs directly followed by a number in a table row: the teams or competitors of the row."""
+_ROW_SCORE = re.compile(r"(?P<country>\s+\(\s*[^()\n\d]{2,30}?\s*\))?\s+[-+(]?\d")
+"""What follows a team in a row: its score, maybe after its country ("Benfica ( Portugal ) 2")."""
+
+
+def _row_names(text: str, rows: list[tuple[int, int]]) -> Iterator[tuple[int, int, bool]]:
+    """Name runs followed by a number in a table row: the teams or competitors of the row; the flag says
+    whether a bracketed country came between (then the name may as well be an athlete)."""
     for start, end in rows:
         for m in _ROW_NAME.finditer(text, start, end):
-            if re.match(r"\s+[-+(]?\d", text[m.end() : end]) and len(m.group()) > 1:
-                yield m.start(), m.end()
+            if re.search(r"\.\s*$", text[start : m.start()]):
+                continue  # "... . Attendance 55,000": a label after a full stop, not a team
+            if (score := _ROW_SCORE.match(text, m.end(), end)) and len(m.group()) > 1:
+                yield m.start(), m.end(), score.group("country") is not None
 
 
 _SEPARATOR = re.compile(
-    r"\s+[-–—]+\s+|\s+vs?\.?\s+|\s*[()\[\]]\s*|\s*[,;:/|]\s+"
-    r"|\s+(?!(?:of|de|del|da|das|do|dos|der|den|van|von|al|el|bin|ibn|la|le|les|du|di|y|e|and|the|for|on|upon|"
+    r"\s*\n\s*|\s+[-+]?\d[\d.,:/'-]*\s+(?=[A-Z])"
+    r"|\s+[-–—]+\s+|\s+[vV][sS]?\.?\s+|\s*[()\[\]]\s*|\s*[,;:/|]\s+"
+    r"|\s+(?!(?:of|de|del|da|das|do|dos|der|den|van|von|al|el|bin|ibn|la|le|les|du|di|y|e|and|the|for|on|in|upon|"
     r"am|an|auf|zu)\s)[a-z][\w.'’]*(?=\s)"
 )
-"""Where one name ends and another begins inside a model span: headline separators ("Cricket - Australia"),
+"""Where one name ends and another begins inside a model span: line breaks, a score between two teams
+("Aston Villa 1 Derby"), headline separators ("Cricket - Australia"),
 "v"/"vs" between teams, brackets, list punctuation, and lower-case words that are not name particles
 ("Younis st Germon b Harris" in a scorecard)."""
 _NUMBER_EDGE = re.compile(r"(?:\s+[-+]?\d[\d.,:/'-]*)+$|^(?:[-+]?\d[\d.,:/'-]*\s+)+")
@@ -437,6 +452,11 @@ def split_span(text: str, start: int, end: int) -> list[tuple[int, int]]:
         cursor = m.end()
     pieces.append((cursor, end))
     return [(a, b) for a, b in pieces if b > a]
+
+
+_LOWER_EDGE = re.compile(r"^([a-z][a-z\d.'’-]*)\s+(?=\S)|(?<=\S)\s+([a-z][a-z\d.'’-]*)$")
+"""A lower-case word at either edge of a span ("par-70 Firestone Country Club", "the SNPL union")."""
+_PARTICLES = frozenset({"de", "van", "von", "da", "di", "del", "al", "el", "bin", "ibn", "le", "la", "du"})
 
 
 def _clean_span(text: str, start: int, end: int, label: str) -> tuple[int, int]:
@@ -465,6 +485,8 @@ def _clean_span(text: str, start: int, end: int, label: str) -> tuple[int, int]:
             start, end = (start + m.end(), end) if m.start() == 0 else (start, start + m.start())
         if m := re.match(r"(?i)the\s+", text[start:end]):
             start += m.end()
+        if (m := _LOWER_EDGE.search(text[start:end])) and (m.group(1) or m.group(2)) not in _PARTICLES:
+            start, end = (start + m.end(), end) if m.start() == 0 else (start, start + m.start())
         if label == "PERSON":
             while (m := re.match(r"([A-Za-z]+)\.?\s+", text[start:end])) and m.group(
                 1
@@ -476,9 +498,10 @@ def _clean_span(text: str, start: int, end: int, label: str) -> tuple[int, int]:
 
 
 _NOT_NAMES = frozenset(
-    {"GMT", "UTC", "EST", "EDT", "CST", "CDT", "PST", "PDT", "CET", "CEST", "BST", "AM", "PM"}
+    {"GMT", "UTC", "EST", "EDT", "CST", "CDT", "PST", "PDT", "CET", "CEST", "BST", "AM", "PM", "Extras"}
 )
-"""Time-zone and clock abbreviations: capitalised and short, so the model takes them for organisations."""
+"""Time-zone and clock abbreviations: capitalised and short, so the model takes them for organisations; the
+"Extras" row of a cricket scorecard."""
 
 
 def _keep(text: str, label: str, gaz: Gazetteer) -> bool:
@@ -568,6 +591,30 @@ def _resolve_acronyms(mentions: list[Mention]) -> None:
             m.canonical, m.type = target.canonical, target.type
 
 
+CLUB_SUFFIXES = frozenset({"United", "City", "Rovers", "Wanderers", "Athletic", "Albion", "FC", "Town", "County"})
+"""Club names that news shortens to the town ("Leeds United" ... "Leeds"); within one sports story the town
+alone is the club."""
+
+
+def _club_short(mention: Mention) -> str | None:
+    words = mention.canonical.split(" ")
+    if mention.type == "organization" and len(words) >= 2 and words[-1] in CLUB_SUFFIXES:
+        return " ".join(words[:-1])
+    return None
+
+
+def _resolve_clubs(mentions: list[Mention]) -> None:
+    """The town alone -> the one club of the article named after it; a dateline place is left alone."""
+    clubs: dict[str, set[str]] = {}
+    for m in mentions:
+        if (short := _club_short(m)) is not None:
+            clubs.setdefault(short, set()).add(m.canonical)
+    for m in mentions:
+        full = clubs.get(m.canonical)
+        if full and len(full) == 1 and not (m.forced and m.type != "organization"):
+            m.canonical, m.type = next(iter(full)), "organization"
+
+
 def _propagate(
     text: str, original: str, mentions: list[Mention], stop_words: frozenset[str]
 ) -> list[Mention]:
@@ -581,28 +628,33 @@ def _propagate(
         forms = [m.text]
         if m.type == "person" and " " in m.canonical:
             forms.append(m.canonical.split(" ")[-1])
+        if (short := _club_short(m)) is not None and " " not in short:
+            forms.append(short)
         for form in forms:
             if len(form) >= 3 and form[0].isupper() and form.lower() not in stop_words:
                 targets.setdefault(form, m)
     if not targets:
         return []
-    pattern = re.compile(
-        r"(?<![\w.])(?:"
-        + "|".join(re.escape(t) for t in sorted(targets, key=len, reverse=True))
-        + r")(?![\w])"
-    )
-    covered = sorted((m.start, m.end) for m in mentions)
+    # str.find per target instead of one alternation regex: a fresh pattern per article costs more to
+    # compile than the whole search. Longer names first, so "Leeds United" wins over "Leeds".
+    covered = bytearray(len(text) + 1)
+    for m in mentions:
+        covered[m.start : m.end] = b"\x01" * (m.end - m.start)
     found = []
-    for hit in pattern.finditer(text):
-        s, e = hit.span()
-        if any(a < e and s < b for a, b in covered):
-            continue
-        source = targets[hit.group()]
-        found.append(
-            Mention(
-                s, e, source.label, hit.group(), original[s:e], source.canonical, source.type, source.forced
-            )
-        )
+    for form in sorted(targets, key=len, reverse=True):
+        source = targets[form]
+        s = text.find(form)
+        while s >= 0:
+            e = s + len(form)
+            before = text[s - 1] if s else " "
+            after = text[e] if e < len(text) else " "
+            bounded = not (before.isalnum() or before in "_.") and not (after.isalnum() or after == "_")
+            if bounded and 1 not in covered[s:e]:
+                covered[s:e] = b"\x01" * (e - s)
+                found.append(
+                    Mention(s, e, source.label, form, original[s:e], source.canonical, source.type, source.forced)
+                )
+            s = text.find(form, s + 1)
     return found
 
 
@@ -611,14 +663,174 @@ def _group(mentions: list[Mention]) -> list[Entity]:
     groups: dict[str, list[Mention]] = {}
     for m in sorted(mentions, key=lambda m: m.start):
         groups.setdefault(m.canonical, []).append(m)
+    for name, ms in list(groups.items()):
+        types = list(dict.fromkeys(m.type for m in ms if m.forced))
+        if len(types) > 1:  # "New York" the dateline and "New York" the team in the standings below it
+            del groups[name]
+            for etype in types:
+                groups[f"{name}\0{etype}"] = [m for m in ms if m.type == etype or (not m.forced and etype == types[0])]
     entities = []
-    for name, ms in groups.items():
+    for key, ms in groups.items():
+        name = key.split("\0")[0]
         forced = [m.type for m in ms if m.forced]
         etype = forced[0] if forced else Counter(m.type for m in ms).most_common(1)[0][0]
         surfaces = list(dict.fromkeys(m.surface for m in ms))
         entities.append(Entity(name=name, type=etype, mentions=surfaces, count=len(ms)))
     entities.sort(key=lambda e: -e.count)
     return entities
+
+
+# ----------------------------------------------------------------------------------------------------
+# Structural evidence: datelines, goal scorers, first names, organisation suffixes
+# ----------------------------------------------------------------------------------------------------
+
+_CAP_WORD = r"[A-Z][\w.'’&-]*"
+_PLACE = rf"{_CAP_WORD}(?:\s+(?:{_CAP_WORD}|de|del|of|upon|am|sur|en))" + r"{0,3}"
+_DATELINE = re.compile(
+    rf"^[ \t]*(?P<a>{_PLACE})(?:[ \t]*,[ \t]*(?P<b>{_PLACE}))?[ \t]+"
+    r"(?:\d{4}-\d{2}-\d{2}|\d{1,2}[ \t]+[A-Z][a-z]{2,8}\.?[ \t]+\d{4}|[A-Z][a-z]{2,8}\.?[ \t]+\d{1,2},?[ \t]+\d{4})"
+    r"[ \t]*$"
+    rf"|^[ \t]*(?P<c>{_PLACE})(?:[ \t]*,[ \t]*(?P<d>{_PLACE}))?[ \t]*\([A-Z][\w .&-]*\)[ \t]*[-–—]",
+    re.MULTILINE,
+)
+"""Wire datelines: "LONDON 1996-08-30", "AKRON, Ohio 1996-08-23", "MOSCOW (Reuters) -". The words before the
+date or the agency are the place the story was filed from, whatever the model makes of a lone shouted word."""
+
+_SCORER = re.compile(r"([A-Z][\w'’.-]+(?:\s+[A-Z][\w'’.-]+){0,2})\s+\d{1,3}(?:\s*(?:pen|og|\+\d))?(?:\s+\d{1,3})*")
+_SCORER_LIST = re.compile(r"\(\s*([^()\n]+?)\s*\)")
+"""Goal scorers in match summaries: "Ajax 2 (Kluivert 23, Litmanen 71 pen)": a name and minutes in brackets."""
+
+# fmt: off
+ORG_SUFFIXES = frozenset({
+    "Inc", "Corp", "Corporation", "Co", "Ltd", "Plc", "PLC", "AG", "SA", "NV", "BV", "GmbH", "AB", "ASA",
+    "Group", "Holdings", "Bank", "Party", "Ministry", "Union", "Association", "Council", "Committee",
+    "Commission", "Federation", "Agency", "Institute", "University", "Airlines", "Airways", "Motors",
+    "FC", "AFC", "United", "City", "Rovers", "Wanderers", "Athletic", "Albion", "Club", "Democrats",
+    "Republicans", "Front", "Movement", "Army", "Authority", "Board", "Office", "Department", "Court",
+    "Parliament", "Congress", "Senate", "Assembly", "Exchange", "Fund", "Foundation", "Press", "News",
+    "Television", "Telecom", "Communications", "Petroleum", "Oil", "Energy", "Industries", "Systems",
+})
+# fmt: on
+"""Last words that make a name an organisation ("Leeds United", "Volvo AB", "Labour Party"). "City" and
+"Union" are also parts of places ("Mexico City", "Soviet Union"): gazetteer names are looked up first."""
+
+
+EVENT_SUFFIXES = frozenset({
+    "Open", "Prix", "Cup", "Championship", "Championships", "Games", "Olympics", "Classic", "Masters",
+    "Trophy", "Tournament", "Rally", "Marathon", "Festival", "Summit", "Conference", "Election", "Elections",
+})
+"""Last words of events ("Canadian Open", "Italian Grand Prix", "World Cup"): named after a place, not one."""
+
+
+_SUFFIX_NAME = re.compile(
+    r"\b(?:[A-Z][\w'’&.-]*[ \t]+(?:(?:of|de|&)[ \t]+)?){1,3}(?:"
+    + "|".join(sorted(ORG_SUFFIXES, key=len, reverse=True))
+    + r")\b(?![ \t]+[A-Z])"
+    r"|\b(?:Bank|Banco|Banque|University|Ministry|Department)(?:[ \t]+of)?(?:[ \t]+[A-Z][\w'’&.-]*){1,3}\b"
+)
+"""Capitalised runs ending in an organisation suffix ("Leeds United", "Astra International"), or opening with
+an institution word ("Bank Indonesia", "University of Chicago")."""
+
+
+def _suffix_names(text: str, gaz: Gazetteer, vocabulary: frozenset[str]) -> Iterator[tuple[int, int]]:
+    """Organisation names by their own words (see `_SUFFIX_NAME`), minus a leading sentence word ("Shares of
+    Volvo AB") and the places named so ("Mexico City"), which the gazetteer knows."""
+    for m in _SUFFIX_NAME.finditer(text):
+        s, e = m.span()
+        words = list(re.finditer(r"\S+", m.group()))
+        while len(words) > 2 and (
+            (words[0].group().lower() in vocabulary and _sentence_initial(text, s + words[0].start()))
+            or words[0].group() in ("of", "de", "&", "The")
+        ):
+            words.pop(0)
+        s = m.start() + words[0].start()
+        if gaz.lookup(text[s:e]) is None:
+            yield s, e
+
+
+def _merge_suffix_names(
+    spans: list[tuple[int, int, str]], names: Iterable[tuple[int, int]]
+) -> list[tuple[int, int, str]]:
+    """An organisation name found by its words replaces the shorter spans inside it ("Indonesia" in "Bank
+    Indonesia", a model "Leeds United" PERSON); where a span reaches beyond it, the span is kept."""
+    for s, e in names:
+        inside = [sp for sp in spans if sp[0] < e and s < sp[1]]
+        if all(s <= a and b <= e for a, b, _ in inside) and not any((a, b) == (s, e) for a, b, _ in inside):
+            spans = [sp for sp in spans if sp not in inside] + [(s, e, "ORG")]
+        elif not inside:
+            spans.append((s, e, "ORG"))
+    return spans
+
+
+def load_first_names(exclude: Iterable[str] = ()) -> frozenset[str]:
+    """Given names from the `gender-guesser` and `names` packages (both ship their lists as data files).
+
+    A capitalised word pair starting with one ("Pete Sampras") is a person even where the small model misses
+    it or calls it an organisation. Names that are also places ("Chelsea", "Paris") are dropped by the caller
+    through `exclude`. Without the packages the set is empty and the rules that use it never fire.
+    """
+    found: set[str] = set()
+    try:
+        import gender_guesser
+
+        path = Path(gender_guesser.__file__).parent / "data" / "nam_dict.txt"
+        with path.open(encoding="utf-8") as handle:
+            for line in handle:
+                if line[:1] in "#=" or len(line) < 31:
+                    continue
+                name = line[3:29].strip()
+                frequencies = [int(c, 16) for c in line[30:-2] if c in "123456789ABCDEF"]
+                if name.isalpha() and frequencies and max(frequencies) >= 2:
+                    found.add(name)
+    except (ImportError, OSError):
+        pass
+    try:
+        import names as census_names
+
+        base = Path(census_names.__file__).parent
+        for file in ("dist.male.first", "dist.female.first"):
+            with (base / file).open(encoding="utf-8") as handle:
+                found.update(line.split(" ", 1)[0].capitalize() for line in handle if line[:1].isalpha())
+    except (ImportError, OSError):
+        pass
+    return frozenset(found - set(exclude))
+
+
+def dateline_spans(text: str) -> Iterator[tuple[int, int]]:
+    """Place names of wire datelines (see `_DATELINE`)."""
+    for m in _DATELINE.finditer(text):
+        for group in ("a", "b", "c", "d"):
+            if m.group(group):
+                yield m.span(group)
+
+
+_CRICKET_LINE = re.compile(
+    r"^[ \t]*(?P<bat>[A-Z][\w'’.-]*(?:[ \t]+[A-Z][\w'’.-]*){0,2})[ \t]+"
+    r"(?P<how>(?:(?:c|st)[ \t]+[A-Z]|c[ \t]+&[ \t]+b|b[ \t]+[A-Z]|lbw|run[ \t]+out|not[ \t]+out|retired"
+    r"|hit[ \t]+wicket)[^\n]*)$",
+    re.MULTILINE,
+)
+_CRICKET_FIELDER = re.compile(r"(?<![\w&])(?:c|st|b)[ \t]+([A-Z][\w'’.-]*(?:[ \t]+[A-Z][\w'’.-]*)?)")
+
+
+def cricket_spans(text: str) -> Iterator[tuple[int, int]]:
+    """Batsmen, catchers and bowlers of scorecard lines: "Saeed Anwar c Stewart b Mullally 44"."""
+    for line in _CRICKET_LINE.finditer(text):
+        yield line.span("bat")
+        for m in _CRICKET_FIELDER.finditer(text, line.start("how"), line.end("how")):
+            yield m.span(1)
+
+
+def scorer_spans(text: str) -> Iterator[tuple[int, int]]:
+    """Names in bracketed "Name minute, Name minute" lists of match summaries."""
+    for bracket in _SCORER_LIST.finditer(text):
+        inner_start, inner_end = bracket.span(1)
+        items = re.split(r"\s*[,;]\s*", text[inner_start:inner_end])
+        if not all(_SCORER.fullmatch(item) for item in items if item):
+            continue
+        for m in _SCORER.finditer(text, inner_start, inner_end):
+            yield m.span(1)
+
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -663,6 +875,9 @@ class EntityTagger:
         for name, doc in zip(names, nlp.tokenizer.pipe(names), strict=True):  # type: ignore[union-attr]
             self.matcher.add(self.gazetteer.match_names[name], [doc])
         self.memory = PeopleMemory(settings.remember_people)
+        self.first_names = frozenset(
+            n for n in load_first_names() if self.gazetteer.lookup(n) is None and n not in ORG_SUFFIXES
+        )
 
     @staticmethod
     def _ner_listens(nlp: Language) -> bool:
@@ -683,14 +898,14 @@ class EntityTagger:
         entities: dict[int, list[Entity]] = {}
         recased = [self.recaser.recase(texts[i]) for i in todo]
         docs = self.nlp.pipe(recased, batch_size=self.settings.batch_size)
-        for i, doc in zip(todo, docs, strict=True):
-            entities[i] = self._entities(doc, texts[i])
+        for i, doc, text in zip(todo, docs, recased, strict=True):
+            entities[i] = self._entities(doc, texts[i], text)
         return [
             TaggedArticle(**a.model_dump(), language=lang, entities=entities.get(i, []))
             for i, (a, lang) in enumerate(zip(articles, languages, strict=True))
         ]
 
-    def _spans(self, doc: Doc) -> Iterator[tuple[int, int, str]]:
+    def _spans(self, doc: Doc, text: str) -> Iterator[tuple[int, int, str]]:
         """Model entities, then gazetteer matches that overlap none of them."""
         taken = [False] * len(doc)
         for ent in doc.ents:
@@ -701,7 +916,7 @@ class EntityTagger:
         for match_id, start, end in matches:
             if any(taken[start:end]):
                 continue
-            if end - start == 1 and _sentence_initial(doc.text, doc[start].idx):
+            if end - start == 1 and _sentence_initial(text, doc[start].idx):
                 entry = self.gazetteer.lookup(doc[start].text)
                 if entry is None or not entry.forced:
                     continue  # "Reading", "Mobile", "Surprise" opening a sentence are words, not towns
@@ -714,31 +929,124 @@ class EntityTagger:
 
     def _common_word(self, word: str, text: str, start: int, end: int, usage: CaseModel) -> bool:
         """A capitalised dictionary word that is not a name here: the article itself writes it lower-case,
-        or it labels a headline section ("Cricket - ...", "Attendance : 12,000")."""
+        or it labels a headline section or a figure ("Cricket - ...", "Attendance : 12,000",
+        "... . Halftime 0-1")."""
         low = word.lower()
         if self.gazetteer.lookup(word) is not None or low not in self.recaser.vocabulary:
             return False
         if usage.form(word) == low:
             return True
-        return _sentence_initial(text, start) and bool(re.match(r"\s*(?:[-–—]\s|:)", text[end : end + 3]))
+        if not _sentence_initial(text, start):
+            return False
+        if re.match(r"\s*(?:[-–—]\s|:)", text[end : end + 3]):
+            return True
+        return bool(re.search(r"\.\s+$", text[max(0, start - 3) : start]) and re.match(r"\s+\d", text[end:]))
 
-    def _entities(self, doc: Doc, original: str) -> list[Entity]:
-        text = doc.text
+    def _overrides(
+        self, text: str, rows: list[tuple[int, int]], model: list[tuple[int, int, str]]
+    ) -> list[tuple[int, int, str]]:
+        """Spans whose type the text's structure settles better than the model: dateline places, goal
+        scorers, and the teams of results rows (a row name starting with a given name, that the model also
+        calls a person, stays a person: "Greg Norman 68")."""
+        out: list[tuple[int, int, str]] = [(s, e, "DATELINE") for s, e in dateline_spans(text)]
+        out += [(s, e, "SCORER") for s, e in scorer_spans(text) if _inside(s, rows)]
+        out += [(s, e, "SCORER") for s, e in cricket_spans(text)]
+        if len(rows) >= 2:
+            taken = [(s, e) for s, e, _ in out]
+            people = {(s, e) for s, e, label in model if label == "PERSON"}
+            for s, e, with_country in _row_names(text, rows):
+                if any(s < te and ts < e for ts, te in taken):
+                    continue
+                words = text[s:e].split()
+                given = len(words) >= 2 and words[0] in self.first_names and words[-1] not in ORG_SUFFIXES
+                said = any(ps <= s and e <= pe for ps, pe in people)
+                if (given and said) or (with_country and (given or said)):
+                    out.append((s, e, "PERSON"))
+                else:
+                    out.append((s, e, "ROWORG"))
+        return out
+
+    def _name_pairs(
+        self, text: str, spans: list[tuple[int, int, str]], usage: CaseModel
+    ) -> Iterator[tuple[int, int, str]]:
+        """ "Given-name Surname" pairs the model missed: the given name is listed, the surname is no known
+        place, and not both words are dictionary words ("Mark Falls" in a title-case headline). The dictionary
+        holds some surnames ("Korda"), so one non-dictionary word is enough. A word the article itself writes
+        in lower case is no name."""
+        if not self.first_names:
+            return
+        for m in _NAME_PAIR.finditer(text):
+            first, last = m.group(1), m.group(2)
+            if first not in self.first_names or last.lower() in self.recaser.stop_words:
+                continue
+            if first.lower() in self.recaser.vocabulary and self.recaser.dictionary_word(last.lower()):
+                continue
+            if usage.form(first) == first.lower() or usage.form(last) == last.lower():
+                continue
+            if self.gazetteer.lookup(last) is not None or last in ORG_SUFFIXES:
+                continue
+            s, e = m.span()
+            if not any(s < se and ss < e for ss, se, _ in spans):
+                yield s, e, "PERSON"
+
+    def _retype(self, cleaned: str, label: str) -> str:
+        """Fix the model's label from the name's own words: an organisation suffix makes an organisation
+        ("Leeds United" is not a person), a listed given name before a surname makes a person."""
+        words = cleaned.split()
+        entry = self.gazetteer.lookup(cleaned)
+        if entry is not None:
+            if label == "PERSON" and entry.type == "location" and words[0] not in self.first_names:
+                return "GPE"  # "Banja Luka" is a city, not a Mr Luka
+            return label
+        if len(words) >= 2 and words[-1] in EVENT_SUFFIXES:
+            return "EVENT"
+        if label in ("PERSON", "GPE", "LOC", "FAC", "NORP") and len(words) >= 2 and words[-1] in ORG_SUFFIXES:
+            return "ORG"
+        if (
+            label in ("ORG", "GPE", "LOC", "FAC", "PRODUCT", "WORK_OF_ART", "LAW", "NORP")
+            and 2 <= len(words) <= 3
+            and words[0] in self.first_names
+            and words[-1] not in ORG_SUFFIXES
+            and all((w[:1].isupper() and w[1:].islower()) or w in _PARTICLES for w in words[1:])
+            and (len(words) == 2 or not all(w.lower() in self.recaser.vocabulary for w in words))
+            and not any(self.gazetteer.lookup(w) is not None for w in words[1:])
+        ):
+            return "PERSON"
+        return label
+
+    def _entities(self, doc: Doc, original: str, text: str) -> list[Entity]:
+        """`text` is the re-cased text the doc was made from (`doc.text` rebuilds it token by token)."""
         mentions: list[Mention] = []
         rows = table_rows(text)
-        spans = list(self._spans(doc))
-        if len(rows) >= 3:
-            taken = [(s, e) for s, e, _ in spans]
-            for s, e in _row_names(text, rows):
-                if not any(s < te and ts < e for ts, te in taken):
-                    spans.append((s, e, "ORG"))
-        pieces = [(a, b, label) for s, e, label in spans for a, b in split_span(text, s, e)]
+        model = list(self._spans(doc, text))
+        overrides = self._overrides(text, rows, model)
+        spans = overrides + [
+            (ms, me, label) for ms, me, label in model if not any(ms < e and s < me for s, e, _ in overrides)
+        ]
         usage = CaseModel(text.split("\n"))
+        spans += list(self._name_pairs(text, spans, usage))
+        spans = _merge_suffix_names(spans, _suffix_names(text, self.gazetteer, self.recaser.vocabulary))
+        pieces = [(a, b, label) for s, e, label in spans for a, b in split_span(text, s, e)]
         for s, e, label in pieces:
-            if label not in LABEL_TYPES and label != "NORP" and label != "MISC":
+            override = _OVERRIDE_TYPES.get(label)
+            if label not in LABEL_TYPES and label not in ("NORP", "MISC") and override is None:
                 continue
             s, e = _clean_span(text, s, e, label)
             cleaned = text[s:e]
+            if override is not None:
+                if not _keep(cleaned, "PERSON", self.gazetteer):
+                    continue
+                m = Mention(s, e, label, cleaned, original[s:e], _display(cleaned), override, True)
+                entry = self.gazetteer.lookup(cleaned)
+                if entry is not None and entry.type == override:
+                    m.canonical = entry.name
+                mentions.append(m)
+                continue
+            label = self._retype(cleaned, label)
+            lead = _LEADING_ADJECTIVE.match(cleaned) if label == "ORG" else None
+            if lead is not None and lead.group(1).lower() in self.recaser.vocabulary:
+                s += lead.end()
+                cleaned = text[s:e]
             if not _keep(cleaned, label, self.gazetteer) or label == "NORP":
                 continue
             if " " not in cleaned and self._common_word(cleaned, text, s, e, usage):
@@ -753,13 +1061,32 @@ class EntityTagger:
                 m.canonical, m.type = _display(cleaned), LABEL_TYPES[label]
             else:
                 continue
-            if not m.forced and m.type in ("location", "organization") and _inside(s, rows):
+            venue = re.match(r"\s*:", text[e : e + 3]) is not None  # "In Lisbon : Benfica 2 ..."
+            if not m.forced and m.type in ("location", "organization") and _inside(s, rows) and not venue:
                 m.type, m.forced = "organization", True
             mentions.append(m)
         _resolve_people(mentions, self.memory)
         _resolve_acronyms(mentions)
+        _resolve_clubs(mentions)
         mentions.extend(_propagate(text, original, mentions, self.recaser.stop_words))
         return _group(mentions)
+
+
+_LEADING_ADJECTIVE = re.compile(r"([A-Z][a-z]+ist)\s+(?=\S+\s+\S)")
+"""A political label before a three-word-or-longer organisation ("Leftist Shining Path", "Islamist Welfare
+Party"); two-word names keep it ("Socialist Party")."""
+
+_OVERRIDE_TYPES: dict[str, EntityType] = {
+    "DATELINE": "location",
+    "SCORER": "person",
+    "ROWORG": "organization",
+}
+"""Labels of `EntityTagger._overrides` spans and the type each one forces."""
+
+_NAME_PAIR = re.compile(
+    r"\b([A-Z][a-z]+)[ \t]+((?:Mc|Mac|O['’]|De|Van)?[A-Z][a-z]+(?:-[A-Z]?[a-z]+)*)\b(?![ \t]+[A-Z])"
+)
+"""Exactly two capitalised words (a third would make it "Pete Sampras Foundation", which is not a person)."""
 
 
 def _inside(position: int, ranges: list[tuple[int, int]]) -> bool:

@@ -1,10 +1,14 @@
-"""Entity tagging evaluation: `python -m pipeline.evaluation.entities [--limit N] [--errors]`.
+"""Entity tagging evaluation: `python -m pipeline.evaluation.entities [--limit N] [--errors] [--dev [PATH]]`.
 
 1. CoNLL++ (corrected CoNLL-2003 English test, Reuters): for each of the 231 articles, the set of (lower-cased
    mention, type) the tagger reports is compared with the gold PER/ORG/LOC set; precision/recall/F1 are
    micro-averaged over articles, overall and per type. Document level, because that is what search filters and
    alert subscriptions see: "is Japan on this article", not token offsets. MISC is not scored.
 2. The two seed reports (`seeds/putin-north-korea.jsonl`): the canonical entities each must carry.
+
+3. `--dev`: the project's own development set (`tests/unit/data/entities_dev.jsonl`, hand-written news snippets
+   with hand-made gold), scored the same way. Rules are developed and their errors inspected against this set
+   only; CoNLL++ is measured, never tuned on.
 
 The data lives in `../shared` beside the checkout (or `$NEWSFLOW_SHARED`); it is evaluation-only and never
 copied into the project. Without it the command prints why and exits 0.
@@ -111,26 +115,44 @@ def prf(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
     return p, r, (2 * p * r / (p + r) if p + r else 0.0)
 
 
-def evaluate_conll(tagger: EntityTagger, path: Path, limit: int | None, show_errors: bool) -> float:
-    docs = list(read_conll(path))[:limit]
+DEV_SET = Path(__file__).resolve().parents[2] / "tests" / "unit" / "data" / "entities_dev.jsonl"
+
+
+def read_dev(path: Path) -> list[tuple[Article, set[tuple[str, str]]]]:
+    """Dev-set rows {"id", "title", "text", "gold": [[mention, PER|ORG|LOC|MISC], ...]}; MISC is not scored."""
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        article = Article(id=row["id"], feed="dev", source="dev", title=row["title"], text=row["text"])
+        gold = {(str(m).lower(), str(t)) for m, t in row["gold"] if t in SCORED}
+        out.append((article, gold))
+    return out
+
+
+def score(
+    name: str, tagger: EntityTagger, items: list[tuple[Article, set[tuple[str, str]]]], show_errors: bool
+) -> float:
+    """Document-level P/R/F1 per type and overall; `show_errors` lists misses and false hits."""
     started = time.perf_counter()
-    tagged = tagger.tag([d.article(i) for i, d in enumerate(docs)])
+    tagged = tagger.tag([article for article, _ in items])
     elapsed = time.perf_counter() - started
     counts: Counter[tuple[str, str]] = Counter()
     errors: Counter[tuple[str, str, str]] = Counter()
-    for doc, result in zip(docs, tagged, strict=True):
+    for (_, gold), result in zip(items, tagged, strict=True):
         pred = predicted(result)
-        for mention, etype in pred | doc.gold:
+        for mention, etype in pred | gold:
             outcome = (
                 "tp"
-                if (mention, etype) in pred and (mention, etype) in doc.gold
+                if (mention, etype) in pred and (mention, etype) in gold
                 else ("fp" if (mention, etype) in pred else "fn")
             )
             counts[(etype, outcome)] += 1
             if outcome != "tp":
                 errors[(outcome, etype, mention)] += 1
     languages = Counter(t.language for t in tagged)
-    print(f"CoNLL++ test: {len(docs)} articles, tagged in {elapsed:.1f}s, languages {dict(languages)}")
+    print(f"{name}: {len(items)} articles, tagged in {elapsed:.1f}s, languages {dict(languages)}")
     print(f"{'type':<8}{'P':>7}{'R':>7}{'F1':>7}{'tp':>7}{'fp':>7}{'fn':>7}")
     total = Counter[str]()
     for etype in SCORED:
@@ -141,9 +163,18 @@ def evaluate_conll(tagger: EntityTagger, path: Path, limit: int | None, show_err
     p, r, f = prf(total["tp"], total["fp"], total["fn"])
     print(f"{'all':<8}{p:7.3f}{r:7.3f}{f:7.3f}{total['tp']:7d}{total['fp']:7d}{total['fn']:7d}")
     if show_errors:
-        for (outcome, etype, mention), n in errors.most_common(60):
+        for (outcome, etype, mention), n in errors.most_common(80):
             print(f"  {outcome} {etype} {mention!r} x{n}")
     return f
+
+
+def evaluate_conll(tagger: EntityTagger, path: Path, limit: int | None, show_errors: bool) -> float:
+    docs = list(read_conll(path))[:limit]
+    return score("CoNLL++ test", tagger, [(d.article(i), d.gold) for i, d in enumerate(docs)], show_errors)
+
+
+def evaluate_dev(tagger: EntityTagger, path: Path, show_errors: bool) -> float:
+    return score(f"dev set {path.name}", tagger, read_dev(path), show_errors)
 
 
 SEED_PERSON = "Vladimir Putin"
@@ -193,7 +224,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--limit", type=int, default=None, help="only the first N CoNLL articles")
     parser.add_argument("--errors", action="store_true", help="list the most frequent misses and false hits")
+    parser.add_argument(
+        "--dev",
+        nargs="?",
+        const=str(DEV_SET),
+        default=None,
+        help="score the project's own development set instead of CoNLL++ (default path: %(const)s)",
+    )
     args = parser.parse_args(argv)
+    if args.dev is not None:
+        evaluate_dev(EntityTagger(EntitySettings()), Path(args.dev), args.errors)
+        return 0
     shared = shared_dir()
     conll = shared / "data" / "ner" / "conllpp_test.txt"
     seeds = shared / "data" / "seeds" / "putin-north-korea.jsonl"

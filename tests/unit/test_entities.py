@@ -216,3 +216,67 @@ def test_cli_tag_writes_one_row_per_article(tmp_path: Path) -> None:
     assert [r["id"] for r in rows] == ["1", "2"]
     assert {"Vladimir Putin", "Beijing"} <= {e["name"] for e in rows[0]["entities"]}
     assert rows[1]["entities"] == []
+
+
+def test_dateline_place_is_a_location(tagger: EntityTagger) -> None:
+    t = tag_one(
+        tagger,
+        title="Rebels free hostages",
+        text="LIMA 1996-09-02\nGuerrillas freed 12 hostages near the town of Satipo , police said .",
+    )
+    assert "Lima" in names(t, "location")
+    assert "LIMA" in by_name(t, "Lima").mentions
+
+
+def test_match_summary_scorers_are_people_and_teams_organisations(tagger: EntityTagger) -> None:
+    text = (
+        "Summary of first division matches on Sunday :\n"
+        "Ajax 2 ( Kluivert 23 , Litmanen 71 pen ) Groningen 0 . Halftime 1-0 . Attendance 28,000\n"
+        "Feyenoord 1 ( Larsson 58 ) Vitesse 1 ( Gillhaus 12 ) . Attendance 40,000\n"
+        "Twente 0 Utrecht 0 . Attendance 9,000"
+    )
+    t = tag_one(tagger, title="Soccer - Dutch league summary", text=text)
+    assert {"Kluivert", "Litmanen", "Larsson", "Gillhaus"} <= set(names(t, "person"))
+    assert {"Ajax", "Groningen", "Feyenoord", "Utrecht"} <= set(names(t, "organization"))
+    assert not {"Halftime", "Attendance"} & set(names(t))
+
+
+def test_cricket_scorecard_names_are_people(tagger: EntityTagger) -> None:
+    text = "Scoreboard on the first day :\nSaeed Anwar c Stewart b Mullally 44\nAamir Sohail lbw b Cork 12"
+    t = tag_one(tagger, title="Cricket - scoreboard", text=text)
+    assert {"Saeed Anwar", "Stewart", "Mullally", "Aamir Sohail", "Cork"} <= set(names(t, "person"))
+
+
+def test_given_names_and_organisation_suffixes_settle_the_type(tagger: EntityTagger) -> None:
+    t = tag_one(
+        tagger,
+        title="Leeds hold Chelsea",
+        text="Leeds United held Chelsea to a draw . Fred Couples and Ernie Els play golf in Akron .",
+    )
+    assert "Leeds United" in names(t, "organization")
+    assert {"Leeds", "Leeds United"} <= set(by_name(t, "Leeds United").mentions)
+    assert {"Fred Couples", "Ernie Els"} <= set(names(t, "person"))
+
+
+def test_event_names_are_not_places(tagger: EntityTagger) -> None:
+    t = tag_one(tagger, title="Tennis", text="Results from the Canadian Open in Toronto on Thursday .")
+    assert "Canadian Open" not in names(t, "location")
+    assert "Toronto" in names(t, "location")
+
+
+def test_language_of_english_prose_and_name_heavy_tables() -> None:
+    prose = (
+        "The government said on Tuesday that it would review the plan after talks with the unions, and that "
+        "a decision was expected before the end of the month, when the budget is due to be presented."
+    )
+    assert detect_language(prose) == "en"
+    table = (
+        "Results of the first division matches played on Sunday in the Netherlands , with the scorers :\n"
+        "Vitesse Arnhem 2 ( Van den Brom 10 , Gillhaus 61 ) Willem II Tilburg 1 ( Konterman 33 )\n"
+        "NAC Breda 0 Roda JC Kerkrade 2 ( Van Houdt 44 , Vurens 70 )\n"
+        "De Graafschap Doetinchem 1 ( Van der Weerden 5 ) Sparta Rotterdam 1 ( Van Gobbel 80 )\n"
+        "Heerenveen 3 ( De Jong 12 , Van Dijk 40 , Van Nistelrooy 77 ) Volendam 0"
+    )
+    assert detect_language(table) == "en"
+    assert detect_language("Het kabinet heeft dinsdag gezegd dat de plannen voor de nieuwe wet worden "
+                           "aangepast, omdat de oppositie het voorstel niet goed genoeg vindt.") == "nl"
