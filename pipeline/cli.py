@@ -34,9 +34,37 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _poller(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline import poller
+    if args.static:
+        from pipeline import poller
 
-    return poller.run(settings, cycles=1 if args.once else None)
+        return poller.run(settings, cycles=1 if args.once else None)
+    from pipeline import registry
+
+    return registry.run(settings, once=args.once)
+
+
+def _feeds(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline import feeds_cli
+    from pipeline.settings import FeedConfig
+
+    action = args.feeds_command
+    if action == "list":
+        return feeds_cli.cmd_list(settings, args.json)
+    if action == "add":
+        feed = FeedConfig(
+            url=args.url,
+            name=args.name,
+            tags=args.tag,
+            enabled=not args.disabled,
+            min_interval_s=args.min_interval,
+            max_interval_s=args.max_interval,
+        )
+        return feeds_cli.cmd_add(settings, feed)
+    if action == "remove":
+        return feeds_cli.cmd_remove(settings, args.feed)
+    if action == "import":
+        return feeds_cli.cmd_import(settings, args.file)
+    return feeds_cli.cmd_export(settings, args.output)
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
@@ -118,8 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("action", choices=["up", "down", "status"])
     sp = cmd("run", _run, "run poller, worker(s) and indexer together, with a live status line")
     sp.add_argument("--workers", type=int, default=1, help="number of Faust worker processes")
-    sp = cmd("poller", _poller, "poll the configured feeds into Kafka")
-    sp.add_argument("--once", action="store_true", help="one cycle, then exit")
+    sp = cmd("poller", _poller, "poll this process's share of the feed registry into Kafka (start N to scale)")
+    sp.add_argument("--once", action="store_true", help="poll every registry feed once, then exit")
+    sp.add_argument("--static", action="store_true", help="poll config/feeds.yaml directly, without the registry")
     sp = cmd("worker", _worker, "run one Faust stream-processor worker (tagging + story assignment)")
     sp.add_argument("--loglevel", default="warning", choices=["debug", "info", "warning", "error"])
     cmd("indexer", _indexer, "index enriched articles and stories into the search engine")
@@ -158,6 +187,23 @@ def build_parser() -> argparse.ArgumentParser:
     fsub = sp.add_subparsers(dest="feed_command", required=True, metavar="ACTION")
     fp = fsub.add_parser("parse", help="parse feed files/URLs into the poller's JSON items")
     fp.add_argument("inputs", nargs="+", metavar="FILE_OR_URL")
+    sp = cmd("feeds", _feeds, "the feed registry (a compacted Kafka topic every poller reads)")
+    fsub = sp.add_subparsers(dest="feeds_command", required=True, metavar="ACTION")
+    fp = fsub.add_parser("list", help="feeds with their health (last success/error, interval, items in 24 h)")
+    fp.add_argument("--json", action="store_true", help="one JSON object per feed")
+    fp = fsub.add_parser("add", help="add (or update) a feed")
+    fp.add_argument("url")
+    fp.add_argument("--name")
+    fp.add_argument("--tag", action="append", default=[], help="repeat for several tags")
+    fp.add_argument("--min-interval", type=float, metavar="SECONDS")
+    fp.add_argument("--max-interval", type=float, metavar="SECONDS")
+    fp.add_argument("--disabled", action="store_true", help="keep it in the registry but do not poll it")
+    fp = fsub.add_parser("remove", help="remove a feed (by id or URL)")
+    fp.add_argument("feed", metavar="ID_OR_URL")
+    fp = fsub.add_parser("import", help="add the feeds of an OPML file (or a feeds.yaml)")
+    fp.add_argument("file", type=Path)
+    fp = fsub.add_parser("export", help="the registry as OPML")
+    fp.add_argument("--output", "-o", type=Path, help="file to write (default: stdout)")
     sp = cmd("demo", _demo, "run the pipeline on the bundled sample feeds and print a summary")
     sp.add_argument("--serve", action="store_true", help="keep serving the sample feeds afterwards")
     return p

@@ -34,6 +34,8 @@ class Topics(_Section):
     tagged: str = "newsflow.tagged.v1"
     enriched: str = "newsflow.enriched.v1"
     deadletter: str = "newsflow.deadletter.v1"
+    feeds: str = "newsflow.feeds.v1"  # compacted feed registry: key = feed id, value = FeedConfig JSON
+    feed_state: str = "newsflow.feedstate.v1"  # compacted per-feed poll state: key = feed id
 
 
 class KafkaSettings(_Section):
@@ -67,16 +69,26 @@ class SearchSettings(_Section):
 
 
 class PollerSettings(_Section):
-    interval_s: float = Field(300.0, gt=0, description="default poll interval per feed")
+    interval_s: float = Field(300.0, gt=0, description="first interval of a new feed (then adaptive)")
+    min_interval_s: float = Field(60.0, gt=0, description="default lower bound of a feed's poll interval")
+    max_interval_s: float = Field(3600.0, gt=0, description="default upper bound; failing feeds retry at this")
+    jitter: float = Field(0.1, ge=0, le=0.5, description="random +/- share added to every interval")
+    retry_after_max_s: float = Field(86400.0, gt=0, description="longest Retry-After / Cache-Control honoured")
     timeout_s: float = Field(15.0, gt=0)
-    max_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="response size limit")
+    max_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="response size limit (after decompression)")
     concurrency: int = Field(32, ge=1)
+    per_host_concurrency: int = Field(
+        4, ge=1, description="requests in flight to one host at most (a browser opens 6)"
+    )
     user_agent: str = "newsflow/0.1 (+https://github.com/newsflow/newsflow; feed poller)"
     allow_private_hosts: list[str] = Field(
         default_factory=list, description="hosts allowed even if they resolve to private/loopback addresses"
     )
     seen_ttl_days: float = Field(30.0, gt=0, description="how long a produced item id is remembered")
     seen_db: Path | None = Field(None, description="seen-state file; default <stack.state_dir>/poller/seen.sqlite")
+    group_id: str = Field("newsflow-poller", description="consumer group splitting the registry between pollers")
+    registry_partitions: int = Field(12, ge=1, description="partitions of the feed registry (max useful pollers)")
+    session_timeout_s: float = Field(10.0, ge=6, description="how fast a dead poller's feeds move to another")
 
 
 class WorkerSettings(_Section):
@@ -121,6 +133,12 @@ class DedupSettings(_Section):
         500, ge=10, description="story ids visited in the candidate index per article (rarest terms first)"
     )
     sketches_per_story: int = Field(16, ge=1, description="latest originals per story checked for near-copies")
+    conflict_kinds: int = Field(
+        2, ge=1, le=3, description="kinds of event facts (years, people, places) that must disagree to penalise"
+    )
+    conflict_penalty: float = Field(
+        0.8, ge=0, le=1, description="similarity multiplier for a story that disagrees on `conflict_kinds` facts"
+    )
 
 
 class EntitySettings(_Section):
@@ -175,12 +193,30 @@ class StackSettings(_Section):
 
 
 class FeedConfig(_Section):
+    """One feed. `id` is stable for the feed's life (derived from the first URL), so a 301 that changes `url`
+    keeps the feed's state and registry key."""
+
     url: str
+    id: str | None = None
     name: str | None = None
     tags: list[str] = Field(default_factory=list)
     enabled: bool = True
     min_interval_s: float | None = Field(None, gt=0)
     max_interval_s: float | None = Field(None, gt=0)
+
+    def feed_id(self) -> str:
+        """`id` if set, else a hash of the URL (lower-cased scheme/host, no fragment) that never changes."""
+        if self.id:
+            return self.id
+        import hashlib
+        from urllib.parse import urlsplit, urlunsplit
+
+        try:
+            p = urlsplit(self.url.strip())
+            key = urlunsplit((p.scheme.lower(), p.netloc.lower(), p.path or "/", p.query, ""))
+        except ValueError:
+            key = self.url.strip()
+        return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
 
 
 class Settings(BaseSettings):
