@@ -242,3 +242,24 @@ def test_template_upgrade_keeps_old_documents_and_adds_new_fields(
     feb = f"{alias}-2025.02"
     assert "word_count" in backend.client.indices.get_mapping(index=feb)[feb]["mappings"]["properties"]
     assert article_count(backend, alias) == len(old) + 1
+
+
+# --- (e) an install from before monthly indices ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("legacy_docs", [0, 3])
+def test_a_pre_partitioning_articles_index_is_migrated_without_loss(settings: Settings, legacy_docs: int) -> None:
+    """A concrete `newsflow-articles` index (the first design) becomes monthly indices behind the alias."""
+    backend = connect(settings.search)
+    alias = settings.search.indices.articles
+    backend.client.indices.create(index=alias, body={"mappings": tpl.article_mappings()})
+    for i in range(legacy_docs):
+        doc = enriched(i, JAN if i % 2 else FEB)
+        backend.client.index(index=alias, id=doc.id, body={"@timestamp": doc.published.isoformat(), "id": doc.id})
+    backend.client.indices.refresh(index=alias)
+
+    backend.ensure_templates()
+
+    assert backend.client.indices.exists_alias(name=alias)
+    assert sorted(indexed_ids(backend, settings)) == sorted(enriched(i).id for i in range(legacy_docs))
+    assert backend.ensure_templates() == []  # nothing left to migrate
