@@ -72,7 +72,7 @@ def status_line(beats: Mapping[str, Mapping[str, Any]]) -> str:
         f" | stories {w.get('new_stories', 0)} | duplicates {w.get('duplicates', 0)}"
         f" | indexed {i.get('indexed', 0)} | dead letters {w.get('dead_letters', 0) + i.get('dead_letters', 0)}"
     )
-    if p.get("cycles") and p.get("polled") and p.get("polled") == p.get("failed"):
+    if p.get("polled") and p.get("polled") == p.get("failed"):
         line += " | feeds unreachable (offline?) - see `newsflow status`"
     if i.get("last_error") and i.get("retries"):
         line += f" | search engine retrying: {str(i['last_error'])[:60]}"
