@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -229,6 +230,19 @@ def index_counts(settings: Settings) -> dict[str, int]:
     }
 
 
+def _alive(pid: object) -> bool:
+    """Whether the process that wrote a heartbeat still exists (on this machine)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def status(settings: Settings) -> int:
     """`newsflow status`: stack health, each component's heartbeat, consumer lag, index counts."""
     from pipeline import stack
@@ -243,10 +257,11 @@ def status(settings: Settings) -> int:
     if not beats:
         print("  (no component has reported yet: start them with `newsflow run`)")
     for name, data in beats.items():
-        fresh = data["age_s"] < STALE_AFTER_S
         state = data.get("state") or "running"
-        if state != "stopped" and not fresh:
-            state = f"silent for {data['age_s']:.0f}s"
+        if state != "stopped" and not _alive(data.get("pid")):
+            state = "exited"  # its last figures are still worth showing; a later run replaces them
+        elif state != "stopped" and data["age_s"] >= STALE_AFTER_S:
+            state = f"silent for {data['age_s']:.0f}s"  # alive but not reporting: stuck
             problems += 1
         figures = ", ".join(
             f"{k}={v}"
