@@ -206,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     fp.add_argument("--output", "-o", type=Path, help="file to write (default: stdout)")
     sp = cmd("demo", _demo, "run the pipeline on the bundled sample feeds and print a summary")
     sp.add_argument("--serve", action="store_true", help="keep serving the sample feeds afterwards")
+    from pipeline.alerts.cli import add_parsers as add_alert_parsers
+
+    add_alert_parsers(cmd)
     return p
 
 

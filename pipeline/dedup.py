@@ -9,13 +9,17 @@ One pass, one article at a time, in arrival order (the stream feeds this stage f
    of the first-seen one. Duplicates join that story but never count as new reporting.
 3. Story: candidate open stories come from an inverted index over each story's heaviest terms; each candidate
    is scored by a weighted sum of cosines between the article and the story's centroids (body words, title
-   words, canonical entities), with general-English IDF and the lead of an article weighted up. The best
-   candidate at or above the threshold wins, if the score is also not far below those its members joined with
-   (`cohesion`); otherwise the article opens a new story.
+   words, canonical entities), with general-English IDF and the lead of an article weighted up. A story that
+   disagrees with the article on several kinds of event facts at once (the years, people and places each side
+   states: another fight of the same boxer, last year's patch) has its score cut by `conflict_penalty`. The
+   best candidate at or above the threshold wins, if the score is also not far below those its members joined
+   with (`cohesion`); otherwise the article opens a new story.
 
-State lives in three JSON-able mappings (`StateStore`: Faust tables in the stream, dicts offline). The
-candidate index is derived from `store.stories` and rebuilt lazily, so a restarted engine assigns like one
-that never stopped. No randomness, no wall clock: the same input in the same order gives the same output.
+State lives in three JSON-able mappings (`StateStore`: Faust tables in the stream, dicts offline); story
+centroids are stored as small integers times one scale per vector, which CPython keeps far more compactly
+than floats. The candidate index is derived from `store.stories` and rebuilt lazily, so a restarted engine
+assigns like one that never stopped. No randomness, no wall clock: the same input in the same order gives
+the same output.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
+
+import numpy as np
 
 from pipeline.jsonl import read_articles, write_rows
 from pipeline.models import Article, Entity, Story, TaggedArticle
@@ -48,12 +54,13 @@ from pipeline.textfeatures import (
     tfidf,
     tokens,
     top_terms,
+    years,
 )
 
 StoryState = dict[str, Any]
 
 _SKETCH_K = 64
-_HEX = 8  # one 32-bit sketch value as fixed-width hex
+_STORY_YEARS = 24  # years kept per story, from its first reports (bounded state)
 
 
 class StateStore(Protocol):
@@ -96,6 +103,7 @@ class Features:
     keys: tuple[str, ...]
     time: float
     title_quality: float
+    facts: tuple[frozenset[str], ...]  # (years, people, places): what tells look-alike events apart
 
 
 # ---------------------------------------------------------------------------------------------- features
@@ -127,8 +135,8 @@ def title_quality(title: str) -> float:
     if not words:
         return -10.0
     q = 1.0 - min(1.0, abs(len(words) - 10) / 12)
-    letters = [c for c in title if c.isalpha()]
-    if letters and sum(c.isupper() for c in letters) / len(letters) > 0.6:
+    letters = "".join(filter(str.isalpha, title))  # filter/map run in C: this is called per article
+    if letters and sum(map(str.isupper, letters)) / len(letters) > 0.6:
         q -= 0.6  # ALL CAPS
     if title.rstrip().endswith(("...", "…", ",", ";", ":", "-")):
         q -= 0.6  # truncated
@@ -164,7 +172,16 @@ def features(article: TaggedArticle, settings: DedupSettings) -> Features:
         keys=article_keys(article, title_toks, body_toks),
         time=event_time(article),
         title_quality=title_quality(article.title),
+        facts=(
+            years(text_toks),
+            _names(article.entities, "person"),
+            _names(article.entities, "location"),
+        ),
     )
+
+
+def _names(entities: Iterable[Entity], kind: str) -> frozenset[str]:
+    return frozenset(e.name for e in entities if e.type == kind)
 
 
 def _starts_with(body: list[str], title: list[str]) -> bool:
@@ -298,6 +315,7 @@ class StoryEngine:
         """Weighted cosines of body, title and entity vectors; a channel missing on either side drops out.
 
         Article vectors are unit length and story norms are stored, so each cosine is one sparse dot product.
+        A would-be join that disagrees on `conflict_kinds` kinds of event facts is scored down (`_conflicts`).
         """
         s = self.settings
         parts = [(s.body_weight, _cos_unit(feats.body, state["vec"], state["vec_norm"]))]
@@ -306,7 +324,27 @@ class StoryEngine:
         if feats.ents and state["evec"]:
             parts.append((s.entity_weight, _cos_unit(feats.ents, state["evec"], state["evec_norm"])))
         total = sum(w for w, _ in parts)
-        return sum(w * v for w, v in parts) / total if total > 0 else 0.0
+        score = sum(w * v for w, v in parts) / total if total > 0 else 0.0
+        if score >= s.similarity_threshold and self._conflicts(state, feats) >= s.conflict_kinds:
+            score *= s.conflict_penalty
+        return score
+
+    @staticmethod
+    def _conflicts(state: StoryState, feats: Features) -> int:
+        """How many kinds of event facts (years, people, places) both sides state and none of which agree.
+
+        Two fights of one boxer differ in the opponent, two earthquakes in the place, a patch and last year's
+        in the year: one disagreement is common between reports of one event (each names its own witnesses),
+        several at once are not. Only scored for a would-be join, so the cost is a few set operations.
+        """
+        story_years = state.get("years", ())
+        people = [n for n, e in state["entities"].items() if e["type"] == "person"]
+        places = [n for n, e in state["entities"].items() if e["type"] == "location"]
+        return sum(
+            1
+            for mine, theirs in zip(feats.facts, (story_years, people, places), strict=True)
+            if mine and theirs and mine.isdisjoint(theirs)
+        )
 
     def _open(self, state: StoryState, t: float) -> bool:
         """A story takes articles from `window` before its first report until `window` after its last."""
@@ -332,10 +370,14 @@ class StoryEngine:
             shared.update(postings)  # counting runs in C: this loop is the hot spot at 100k stories
         if len(shared) <= k:
             return sorted(shared, key=lambda sid: (-shared[sid], sid))
-        # ties broken by id, not by set order (which is salted per process): same candidates after a restart
-        floor = heapq.nlargest(k, shared.values())[-1]
-        tied = [(-n, sid) for sid, n in shared.items() if n >= floor]
-        return [sid for _, sid in sorted(tied)[:k]]
+        # The k most-shared stories, ties broken by id, not by set order (which is salted per process): same
+        # candidates after a restart. Overlap counts are small integers, so the k-th largest comes from their
+        # histogram (counted in C) instead of a sort of every story touched.
+        floor = _kth_largest(Counter(shared.values()), k)
+        above = sorted((sid for sid, n in shared.items() if n > floor), key=lambda sid: (-shared[sid], sid))
+        tied = [sid for sid, n in shared.items() if n == floor]
+        heapq.heapify(tied)  # in C, like the pops: the smallest ids of a long tie without sorting them all
+        return above + [heapq.heappop(tied) for _ in range(k - len(above))]
 
     def _new_story(self, article: TaggedArticle, feats: Features) -> StoryState:
         sid = story_id_for(article.id)
@@ -351,12 +393,16 @@ class StoryEngine:
             "keys": [],
             "entities": {},
             "vec": {},
+            "vec_scale": 1.0,
             "vec_norm": 0.0,
             "tvec": {},
+            "tvec_scale": 1.0,
             "tvec_norm": 0.0,
             "evec": {},
+            "evec_scale": 1.0,
             "evec_norm": 0.0,
             "sketches": {},
+            "years": [],
             "joins": 0,
             "join_sum": 0.0,
             "revision": 0,
@@ -383,11 +429,14 @@ class StoryEngine:
             ("tvec", feats.title, s.story_title_terms),
             ("evec", feats.ents, s.story_entities),
         ):
-            state[name] = _add(state[name], vec, keep)
+            state[name], state[name + "_scale"] = _add(state[name], state.get(name + "_scale", 1.0), vec, keep)
             state[name + "_norm"] = norm(state[name])
         if article.source not in state["sources"]:
             state["sources"].append(article.source)
         _merge_entities(state["entities"], article.entities)
+        story_years = state.setdefault("years", [])
+        for year in sorted(feats.facts[0] - set(story_years))[: _STORY_YEARS - len(story_years)]:
+            story_years.append(year)
         if feats.sketch:
             sketches = state["sketches"]
             sketches[article.id] = _hex(feats.sketch)
@@ -472,6 +521,16 @@ def story_id_for(article_id: str) -> str:
     return "s-" + hashlib.blake2b(article_id.encode("utf-8"), digest_size=8).hexdigest()
 
 
+def _kth_largest(histogram: Counter[int], k: int) -> int:
+    """The k-th largest value of a multiset given as value -> multiplicity (k <= its size)."""
+    seen = 0
+    for value in sorted(histogram, reverse=True):
+        seen += histogram[value]
+        if seen >= k:
+            return value
+    return min(histogram)
+
+
 def _fallback_title(article: Article) -> str:
     words = article.body.split()
     return " ".join(words[:12]) + ("…" if len(words) > 12 else "") if words else article.id
@@ -482,12 +541,32 @@ def _cos_unit(unit: Vector, vec: Vector, vec_norm: float) -> float:
     return dot(unit, vec) / vec_norm if vec_norm > 0 else 0.0
 
 
-def _add(acc: Vector, vec: Vector, keep: int) -> Vector:
-    """acc + vec, truncated to the `keep` heaviest terms (bounded state per story)."""
-    out = dict(acc)
+def _add(acc: dict[str, int], scale: float, vec: Vector, keep: int) -> tuple[dict[str, int], float]:
+    """acc * scale + vec, truncated to the `keep` heaviest terms (bounded state per story), re-quantised."""
+    out = {k: q * scale for k, q in acc.items()}
     for k, v in vec.items():
         out[k] = out.get(k, 0.0) + v
-    return top_terms(out, keep)
+    return _quantise(top_terms(out, keep))
+
+
+_LEVELS = 255  # a story centroid's weights are integers 1..255 times one float scale
+
+
+def _quantise(vec: Vector) -> tuple[dict[str, int], float]:
+    """Weights as integers of one scale (8 bits of precision; weights below half a step are dropped).
+
+    CPython shares the objects of small integers while every float is a 24-byte object of its own: this
+    saves about 1.5 KB per live story. Cosines do not depend on the scale, so only `_add` needs it.
+    """
+    top = max(vec.values(), default=0.0)
+    if top <= 0.0:
+        return {}, 1.0
+    scale = top / _LEVELS
+    out = {}
+    for k, v in vec.items():
+        if (q := round(v / scale)) > 0:
+            out[k] = q
+    return out, scale
 
 
 def _merge_entities(acc: dict[str, dict[str, Any]], entities: Iterable[Entity]) -> None:
@@ -500,29 +579,37 @@ def _merge_entities(acc: dict[str, dict[str, Any]], entities: Iterable[Entity]) 
 
 
 def _hex(sketch: list[int]) -> str:
-    return "".join(f"{h:08x}" for h in sketch)
+    """A sketch as fixed-width big-endian hex (JSON-able, 8 characters a value), in one C call."""
+    return np.asarray(sketch, dtype=">u4").tobytes().hex()
 
 
 def _unhex(text: str) -> list[int]:
-    return [int(text[i : i + _HEX], 16) for i in range(0, len(text), _HEX)]
+    return np.frombuffer(bytes.fromhex(text), dtype=">u4").tolist()
 
 
 def snapshot(state: StoryState) -> Story:
-    """The public Story model of a story state."""
+    """The public Story model of a story state.
+
+    Validated from plain dicts in one call (pydantic's compiled core): a long-running story has hundreds of
+    entities, and building an `Entity` model per entity on each of its new reports cost a quarter more.
+    """
     ents = sorted(state["entities"].items(), key=lambda kv: (-kv[1]["count"], kv[0]))
-    return Story(
-        story_id=state["id"],
-        title=state["title"],
-        article_count=state["n"],
-        duplicate_count=state["dups"],
-        sources=list(state["sources"]),
-        first_seen=datetime.fromtimestamp(state["t0"], UTC),
-        last_seen=datetime.fromtimestamp(state["t1"], UTC),
-        entities=[
-            Entity(name=n, type=e["type"], mentions=list(e["mentions"]), count=e["count"]) for n, e in ents
-        ],
-        article_ids=list(state["article_ids"]),
-        revision=max(1, state["revision"]),
+    return Story.model_validate(
+        {
+            "story_id": state["id"],
+            "title": state["title"],
+            "article_count": state["n"],
+            "duplicate_count": state["dups"],
+            "sources": list(state["sources"]),
+            "first_seen": datetime.fromtimestamp(state["t0"], UTC),
+            "last_seen": datetime.fromtimestamp(state["t1"], UTC),
+            "entities": [
+                {"name": n, "type": e["type"], "mentions": list(e["mentions"]), "count": e["count"]}
+                for n, e in ents
+            ],
+            "article_ids": list(state["article_ids"]),
+            "revision": max(1, state["revision"]),
+        }
     )
 
 

@@ -16,7 +16,7 @@ import math
 import re
 import zlib
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from operator import itemgetter
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -79,9 +79,23 @@ def _norm_token(raw: str) -> str:
     return w
 
 
+# Years written out (1950-2049): the cheapest fact that tells a report from one about last year's look-alike.
+_YEARS = frozenset(str(y) for y in range(1950, 2050))
+
+
+def years(toks: Iterable[str]) -> frozenset[str]:
+    """The years among a text's tokens ("2013" in "September 18th, 2013"; not "2,013" nor "v2013")."""
+    return _YEARS.intersection(toks)
+
+
 def tokens(text: str) -> list[str]:
     """Normalised word tokens of `text` (any script; numbers kept: magnitudes and dates tell events apart)."""
     return list(filter(None, map(_norm_token, _WORD.findall(text))))
+
+
+# IDF by word, read inline by tfidf (a dict read beats a call per term); bounded, then lru_cache alone.
+_IDF_CACHE: dict[str, float] = {}
+_IDF_CACHE_SIZE = 500_000
 
 
 def tfidf(toks: Sequence[str], *, lead: float = 0.0) -> Vector:
@@ -96,10 +110,15 @@ def tfidf(toks: Sequence[str], *, lead: float = 0.0) -> Vector:
         for term, decay in zip(toks, _lead_decay(), strict=False):
             counts[term] += lead * decay
     vec: Vector = {}
+    known, log = _IDF_CACHE.get, math.log  # this loop runs for every article
     for term, n in counts.items():
-        w = idf(term)
+        w = known(term)
+        if w is None:
+            w = idf(term)
+            if len(_IDF_CACHE) < _IDF_CACHE_SIZE:
+                _IDF_CACHE[term] = w
         if w >= MIN_IDF:
-            vec[term] = (1.0 + math.log(n)) * w
+            vec[term] = (1.0 + log(n)) * w
     return normalise(vec)
 
 
@@ -159,11 +178,15 @@ def shingle_sketch(toks: list[str], *, k: int = 64, limit: int = 600) -> list[in
     n = min(len(toks), limit)
     if n < 3:
         return []
-    hs = np.fromiter(map(_token_hash, toks[:n]), dtype=np.uint64, count=n)
+    hs = np.array(list(map(_token_hash, toks[:n])), dtype=np.uint64)
     p = np.uint64(0x01000193)
     # uint64 products wrap mod 2**64; the low 32 bits kept are exactly those of the unbounded arithmetic
     mixed = ((((hs[:-2] * p) ^ hs[1:-1]) * p ^ hs[2:]) * p) & np.uint64(0xFFFFFFFF)
-    return [int(h) for h in np.unique(mixed)[:k]]
+    mixed.sort()  # sort + mask of repeats: what np.unique does, without its general-purpose overhead
+    first = np.empty(mixed.shape, dtype=bool)
+    first[0] = True
+    np.not_equal(mixed[1:], mixed[:-1], out=first[1:])
+    return mixed[first][:k].tolist()
 
 
 def sketch_jaccard(a: list[int], b: list[int], k: int = 64) -> float:

@@ -200,7 +200,7 @@ class SearchBackend:
             for ok, item in helper(
                 self.client,
                 actions,
-                chunk_size=self.settings.bulk_max_docs,
+                chunk_size=max(1, len(actions)),  # the caller sized the batch: one request, not a 500 + 50 split
                 raise_on_error=False,
                 raise_on_exception=False,
                 max_retries=2,

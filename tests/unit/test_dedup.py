@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.dedup import MemoryStore, StoryEngine, cli_cluster
+from pipeline.dedup import MemoryStore, StoryEngine, cli_cluster, features
 from pipeline.errors import BadInputError
 from pipeline.models import Entity, TaggedArticle
 from pipeline.settings import DedupSettings, Settings
@@ -131,6 +131,50 @@ def test_look_alike_events_stay_apart_on_words_alone() -> None:
     b = e.assign(STRIKE_B.model_copy(update={"entities": []}))
     assert kim.story_id != putin.story_id
     assert a.story_id != b.story_id
+
+
+# One boxer, two fights: same words, but another year, opponent and city.
+FIGHT_A = art(
+    "f1",
+    "Oskarov stops Petrakis in seventh round to keep heavyweight titles",
+    "Heavyweight champion Vardan Oskarov kept his three world title belts on Saturday night, stopping "
+    "challenger Leon Petrakis in the seventh round in Hamburg. Oskarov dropped Petrakis with a left hook "
+    "in the sixth and the referee waved the fight off a round later. It was the 2011 defence the champion "
+    "had promised, his tenth straight win by knockout.",
+    source="Ring Wire",
+    entities=[("Vardan Oskarov", "person"), ("Leon Petrakis", "person"), ("Hamburg", "location")],
+)
+FIGHT_B = art(
+    "f2",
+    "Oskarov too strong for Dlamini in Zurich",
+    "Marcus Dlamini lasted until the sixth round against Vardan Oskarov in Zurich on Saturday, when the "
+    "referee stepped in to save the American challenger. The heavyweight champion, unbeaten since 2014, "
+    "now holds the belts longer than anyone in the division; Dlamini said he would ask for a rematch.",
+    source="Fight Daily",
+    hours=5,
+    entities=[("Vardan Oskarov", "person"), ("Marcus Dlamini", "person"), ("Zurich", "location")],
+)
+
+
+def test_disagreeing_event_facts_lower_the_score() -> None:
+    """Years and places both disagree (the shared champion keeps people from disagreeing): two conflicts."""
+    plain, strict = engine(conflict_penalty=1.0), engine()
+    for e in (plain, strict):
+        e.assign(FIGHT_A)
+    story = plain.store.stories[plain.store.articles["f1"]["story_id"]]
+    feats = features(FIGHT_B, strict.settings)
+    assert StoryEngine._conflicts(story, feats) == 2
+    assert strict.similarity(story, feats) == pytest.approx(0.8 * plain.similarity(story, feats))
+    # reports of one event that agree on the year and the city are not penalised
+    same_event = features(FIGHT_A.model_copy(update={"id": "f1b", "source": "Other"}), strict.settings)
+    assert StoryEngine._conflicts(story, same_event) == 0
+
+
+def test_conflicting_facts_keep_a_look_alike_event_out_of_a_story() -> None:
+    threshold = {"similarity_threshold": 0.45}  # between the penalised and the plain score of FIGHT_B
+    plain, strict = engine(conflict_penalty=1.0, **threshold), engine(**threshold)
+    assert plain.assign(FIGHT_A).story_id == plain.assign(FIGHT_B).story_id
+    assert strict.assign(FIGHT_A).story_id != strict.assign(FIGHT_B).story_id
 
 
 def test_verbatim_and_lightly_edited_copies_are_duplicates_of_the_first() -> None:

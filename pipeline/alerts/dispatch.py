@@ -1,0 +1,508 @@
+"""Deciding, claiming and delivering alerts.
+
+The alerts index is both the dedup record and the outbox. For each original article of a story, the story is
+percolated once; every matching subscription gets its alert *claimed* with `op_type=create` under the dedup key
+(subscription, story, kind) — a 409 means another worker, an earlier run or a replay already claimed it, so
+nothing is sent twice. A claimed `new` alert stays `pending` for `settle_s`: reports of the same story arriving
+meanwhile refresh its title and sources, so ten outlets at once still make one alert, naming all of them. Then
+one worker wins `pending -> sending` (optimistic concurrency), delivers on every channel with retries and
+exponential backoff, and writes the result: `sent`, `partial` or `dead` (dead-letter), with attempts and the last
+error per channel. A crash after the claim leaves a `pending` document that any worker resumes later.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import json
+import logging
+import smtplib
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from typing import Any, Literal
+
+import httpx
+
+from pipeline.alerts.config import AlertSettings
+from pipeline.alerts.models import Alert, AlertKind, Channel, EmailChannel, KafkaChannel, Subscription, WebhookChannel
+from pipeline.alerts.models import dedup_key as make_key
+from pipeline.alerts.store import SubscriptionStore, story_document
+from pipeline.models import EnrichedArticle
+from pipeline.search.backend import SearchBackend
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Status = Literal["pending", "sending", "sent", "partial", "dead", "cancelled"]
+
+
+# ------------------------------------------------------------------------------------------ decision (pure)
+
+
+@dataclass(frozen=True)
+class Logged:
+    """What the alerts log already says about a subscription's `new` alert for a story."""
+
+    status: str
+    source_count: int
+
+
+@dataclass(frozen=True)
+class Action:
+    """`claim`: create the alert (first writer wins); `refresh`: update a still-pending alert's story fields."""
+
+    op: Literal["claim", "refresh"]
+    alert: Alert
+
+
+def alertable(article: EnrichedArticle) -> bool:
+    """Only original reports with a story snapshot can alert: a duplicate or near-copy adds nothing new."""
+    return article.duplicate_of is None and article.story is not None
+
+
+def make_alert(sub: Subscription, article: EnrichedArticle, kind: AlertKind) -> Alert:
+    """The alert carries the story as of this article (its newest snapshot), not the article itself."""
+    story = article.story
+    assert story is not None
+    return Alert(
+        subscription_id=sub.id,
+        story_id=story.story_id,
+        kind=kind,
+        title=story.title,
+        sources=list(story.sources),
+        article_ids=list(story.article_ids),
+        story_revision=story.revision,
+    )
+
+
+def update_due(source_count: int, notified_sources: int, update_after: int) -> bool:
+    """An `update` once the story has `update_after` more outlets than when the `new` alert went out."""
+    return update_after > 0 and source_count - notified_sources >= update_after
+
+
+def decide(
+    article: EnrichedArticle,
+    matched: list[Subscription],
+    logged: Mapping[str, Logged],
+    update_after: int,
+) -> list[Action]:
+    """What to write for one article, given the matching subscriptions and the log's `new` alerts by
+    subscription id. Never sends: claims are what make delivery exactly-once."""
+    if not alertable(article) or article.story is None:
+        return []
+    actions: list[Action] = []
+    sources = len(article.story.sources)
+    for sub in matched:
+        if sub.frequency != "instant":  # digests are not implemented yet
+            continue
+        previous = logged.get(sub.id)
+        if previous is None:
+            actions.append(Action("claim", make_alert(sub, article, "new")))
+        elif previous.status == "pending":
+            actions.append(Action("refresh", make_alert(sub, article, "new")))
+        elif sub.updates and update_due(sources, previous.source_count, update_after):
+            actions.append(Action("claim", make_alert(sub, article, "update")))
+    return actions
+
+
+# ------------------------------------------------------------------------------------------ the alerts log
+
+
+def alerts_mappings() -> dict[str, Any]:
+    keyword = {"type": "keyword"}
+    return {
+        "dynamic": False,
+        "properties": {
+            "subscription_id": keyword,
+            "subscription_name": keyword,
+            "owner": keyword,
+            "story_id": keyword,
+            "kind": keyword,
+            "title": {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": 1024}}},
+            "sources": keyword,
+            "status": keyword,
+            "attempts": {"type": "integer"},
+            "last_error": {"type": "text"},
+            "created_at": {"type": "date"},
+            "deliver_after": {"type": "date"},
+            "finished_at": {"type": "date"},
+            "deliveries": {"type": "object", "enabled": False},
+        },
+    }
+
+
+def _status_of(exc: BaseException) -> int | None:
+    """HTTP status of a search-client error (opensearch-py: `status_code`; elasticsearch 8: `meta.status`)."""
+    code = getattr(exc, "status_code", None)
+    if isinstance(code, int):
+        return code
+    meta = getattr(exc, "meta", None)
+    status = getattr(meta, "status", None)
+    return status if isinstance(status, int) else None
+
+
+class AlertLog:
+    """The alerts index: dedup claims, the delivery outbox and the delivery log in one document per alert."""
+
+    def __init__(self, backend: SearchBackend, settings: AlertSettings) -> None:
+        self.client: Any = backend.client
+        self.index = settings.alerts_index
+
+    def ensure_index(self) -> None:
+        if not self.client.indices.exists(index=self.index):
+            body = {"settings": {"number_of_shards": 1, "number_of_replicas": 0}, "mappings": alerts_mappings()}
+            self.client.indices.create(index=self.index, body=body, ignore=[400])
+
+    def logged_new(self, sub_ids: list[str], story_id: str) -> dict[str, Logged]:
+        """The `new` alerts already claimed for this story, by subscription id (realtime mget: no refresh)."""
+        if not sub_ids:
+            return {}
+        keys = [make_key(s, story_id, "new") for s in sub_ids]
+        docs = self.client.mget(index=self.index, body={"ids": keys})["docs"]
+        return {
+            d["_source"]["subscription_id"]: Logged(d["_source"]["status"], len(d["_source"].get("sources", [])))
+            for d in docs
+            if d.get("found")
+        }
+
+    def claim(self, alert: Alert, sub: Subscription, deliver_after: datetime) -> bool:
+        """Create the alert under its dedup key; False if it already exists (409): someone else has it."""
+        doc = {
+            **alert.model_dump(mode="json"),
+            "subscription_name": sub.name,
+            "owner": sub.owner,
+            "status": "pending",
+            "attempts": 0,
+            "last_error": None,
+            "deliver_after": deliver_after.isoformat(),
+            "deliveries": [],
+        }
+        try:
+            self.client.create(index=self.index, id=alert.dedup_key, body=doc)
+        except Exception as exc:
+            if _status_of(exc) == 409:
+                return False
+            raise
+        return True
+
+    def refresh_pending(self, alert: Alert) -> None:
+        """Newer story fields onto a still-pending alert (a no-op once delivery started or for older snapshots)."""
+        script = {
+            "lang": "painless",
+            "source": (
+                "if (ctx._source.status != 'pending' || ctx._source.story_revision >= params.revision) "
+                "{ ctx.op = 'noop'; return; } "
+                "ctx._source.title = params.title; ctx._source.sources = params.sources; "
+                "ctx._source.article_ids = params.article_ids; ctx._source.story_revision = params.revision;"
+            ),
+            "params": {
+                "title": alert.title,
+                "sources": alert.sources,
+                "article_ids": alert.article_ids,
+                "revision": alert.story_revision,
+            },
+        }
+        self.client.update(index=self.index, id=alert.dedup_key, body={"script": script}, retry_on_conflict=5)
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        doc = self.client.get(index=self.index, id=key, ignore=[404])
+        return dict(doc) if doc and doc.get("found") else None
+
+    def start_delivery(self, key: str) -> dict[str, Any] | None:
+        """Move `pending -> sending` if nobody else did (seq_no check); returns the alert document if we won."""
+        doc = self.get(key)
+        if doc is None or doc["_source"].get("status") != "pending":
+            return None
+        try:
+            self.client.update(
+                index=self.index,
+                id=key,
+                body={"doc": {"status": "sending"}},
+                if_seq_no=doc["_seq_no"],
+                if_primary_term=doc["_primary_term"],
+            )
+        except Exception as exc:
+            if _status_of(exc) == 409:
+                return None
+            raise
+        return dict(doc["_source"])
+
+    def finish(self, key: str, status: Status, deliveries: list[dict[str, Any]]) -> None:
+        """The delivery result: overall status, attempts and the last error (for the dead-letter view)."""
+        errors = [d["last_error"] for d in deliveries if d.get("last_error")]
+        doc = {
+            "status": status,
+            "deliveries": deliveries,
+            "attempts": max((d["attempts"] for d in deliveries), default=0),
+            "last_error": errors[-1] if errors else None,
+            "finished_at": datetime.now(UTC).isoformat(),
+        }
+        self.client.update(index=self.index, id=key, body={"doc": doc}, refresh=True)
+
+    def orphans(self, older_than: datetime) -> list[str]:
+        """Pending alerts nobody delivered (their worker died after the claim)."""
+        body = {
+            "size": 1000,
+            "_source": False,
+            "query": {
+                "bool": {
+                    "filter": [
+                        {"term": {"status": "pending"}},
+                        {"range": {"deliver_after": {"lt": older_than.isoformat()}}},
+                    ]
+                }
+            },
+        }
+        hits = self.client.search(index=self.index, body=body, ignore_unavailable=True)["hits"]["hits"]
+        return [h["_id"] for h in hits]
+
+    def recent(self, owner: str | None = None, size: int = 50) -> list[dict[str, Any]]:
+        """Newest alerts first (for `newsflow alerts`)."""
+        query: dict[str, Any] = {"term": {"owner": owner}} if owner else {"match_all": {}}
+        body = {"size": size, "query": query, "sort": [{"created_at": "desc"}]}
+        hits = self.client.search(index=self.index, body=body, ignore_unavailable=True)["hits"]["hits"]
+        return [h["_source"] for h in hits]
+
+
+# ------------------------------------------------------------------------------------------ channels
+
+
+class PermanentError(Exception):
+    """A failure no retry can fix (e.g. HTTP 404 from a webhook): dead-letter at once."""
+
+
+def message_text(alert: Alert, sub: Subscription) -> str:
+    head = "New story" if alert.kind == "new" else "Story update"
+    return (
+        f"{head}: {alert.title}\n"
+        f"Sources ({len(alert.sources)}): {', '.join(alert.sources)}\n"
+        f"Articles: {len(alert.article_ids)}\n"
+        f"Subscription: {sub.name}"
+    )
+
+
+def message_html(alert: Alert, sub: Subscription) -> str:
+    head = "New story" if alert.kind == "new" else "Story update"
+    items = "".join(f"<li>{html.escape(s)}</li>" for s in alert.sources)
+    return (
+        f"<html><body><h2>{head}: {html.escape(alert.title)}</h2>"
+        f"<p>Sources ({len(alert.sources)}):</p><ul>{items}</ul>"
+        f"<p>Subscription: {html.escape(sub.name)}</p></body></html>"
+    )
+
+
+def webhook_payload(alert: Alert, sub: Subscription, channel: WebhookChannel) -> dict[str, Any]:
+    """The alert as JSON (with `id` = dedup key, so a receiver can drop a resend), or Slack's `{"text"}`."""
+    if channel.slack:
+        return {"text": message_text(alert, sub)}
+    return {"id": alert.dedup_key, "subscription": sub.name, **alert.model_dump(mode="json")}
+
+
+class Senders:
+    """One delivery attempt per channel type; raising means the attempt failed."""
+
+    def __init__(self, settings: Settings, alerts: AlertSettings) -> None:
+        self.settings, self.alerts = settings, alerts
+        self._http = httpx.Client(timeout=alerts.webhook_timeout_s)
+        self._producer: Any = None
+        self._lock = threading.Lock()
+
+    def send(self, alert: Alert, sub: Subscription, channel: Channel) -> None:
+        if isinstance(channel, WebhookChannel):
+            self.webhook(alert, sub, channel)
+        elif isinstance(channel, EmailChannel):
+            self.email(alert, sub, channel)
+        else:
+            self.kafka(alert, sub, channel)
+
+    def webhook(self, alert: Alert, sub: Subscription, channel: WebhookChannel) -> None:
+        response = self._http.post(channel.url, json=webhook_payload(alert, sub, channel))
+        if response.status_code >= 400:
+            error = f"HTTP {response.status_code} from {channel.url}"
+            if response.status_code < 500 and response.status_code not in (408, 429):
+                raise PermanentError(error)
+            raise RuntimeError(error)
+
+    def email(self, alert: Alert, sub: Subscription, channel: EmailChannel) -> None:
+        a = self.alerts
+        msg = EmailMessage()
+        msg["Subject"] = f"[newsflow] {alert.title}"
+        msg["From"] = a.smtp_from
+        msg["To"] = channel.to
+        msg["X-Newsflow-Alert"] = alert.dedup_key
+        msg.set_content(message_text(alert, sub))
+        msg.add_alternative(message_html(alert, sub), subtype="html")
+        with smtplib.SMTP(a.smtp_host, a.smtp_port, timeout=a.webhook_timeout_s) as smtp:
+            if a.smtp_starttls:
+                smtp.starttls()
+            if a.smtp_username:
+                smtp.login(a.smtp_username, a.smtp_password or "")
+            smtp.send_message(msg)
+
+    def kafka(self, alert: Alert, sub: Subscription, channel: KafkaChannel) -> None:
+        from pipeline import bus
+
+        with self._lock:
+            if self._producer is None:
+                self._producer = bus.producer(self.settings)
+        value = json.dumps(webhook_payload(alert, sub, WebhookChannel(url="http://unused"))).encode()
+        self._producer.send(channel.topic, key=alert.dedup_key, value=value).get(timeout=10)
+
+    def close(self) -> None:
+        self._http.close()
+        if self._producer is not None:
+            self._producer.close()
+
+
+def backoff_delays(attempts: int, base: float, cap: float) -> list[float]:
+    """Waits between attempts: base, 2*base, 4*base ... capped (attempts-1 of them)."""
+    return [min(cap, base * 2**i) for i in range(max(0, attempts - 1))]
+
+
+def with_retries(
+    attempt: Callable[[], None], attempts: int, base: float, cap: float, sleep: Callable[[float], None] = time.sleep
+) -> dict[str, Any]:
+    """Try up to `attempts` times with exponential backoff; the result says `sent` or `dead` and why."""
+    delays = backoff_delays(attempts, base, cap)
+    last_error: str | None = None
+    for n in range(1, attempts + 1):
+        try:
+            attempt()
+            return {"status": "sent", "attempts": n, "last_error": last_error}
+        except PermanentError as exc:
+            return {"status": "dead", "attempts": n, "last_error": str(exc)}
+        except Exception as exc:
+            last_error = f"{type(exc).__name__}: {exc}"[:500]
+            if n <= len(delays):
+                sleep(delays[n - 1])
+    return {"status": "dead", "attempts": attempts, "last_error": last_error}
+
+
+def overall(results: list[dict[str, Any]]) -> Status:
+    sent = sum(r["status"] == "sent" for r in results)
+    return "sent" if sent == len(results) else ("dead" if sent == 0 else "partial")
+
+
+def _target(channel: Channel) -> str:
+    if isinstance(channel, WebhookChannel):
+        return channel.url
+    return channel.to if isinstance(channel, EmailChannel) else channel.topic
+
+
+# ------------------------------------------------------------------------------------------ the dispatcher
+
+
+class Dispatcher:
+    """Claims alerts for enriched articles and delivers them from the alerts log on a thread pool."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        alerts: AlertSettings,
+        backend: SearchBackend,
+        senders: Senders | None = None,
+    ) -> None:
+        self.alerts = alerts
+        self.store = SubscriptionStore(backend, alerts)
+        self.log = AlertLog(backend, alerts)
+        self.senders = senders or Senders(settings, alerts)
+        self._due: dict[str, float] = {}  # dedup key -> time.time() it may be delivered
+        self._pool = ThreadPoolExecutor(alerts.delivery_threads, thread_name_prefix="alert-delivery")
+        self._in_flight: dict[str, Future[Status | None]] = {}
+        self._next_orphan_scan = 0.0
+
+    def setup(self) -> None:
+        self.store.ensure_index()
+        self.log.ensure_index()
+
+    def process(self, article: EnrichedArticle) -> list[Action]:
+        """Percolate the article's story once and write the resulting claims/refreshes (durable on return)."""
+        if not alertable(article) or article.story is None:
+            return []
+        matched = self.store.match(story_document(article))
+        if not matched:
+            return []
+        logged = self.log.logged_new([s.id for s in matched], article.story.story_id)
+        by_id = {s.id: s for s in matched}
+        actions = decide(article, matched, logged, self.alerts.update_after_sources)
+        done: list[Action] = []
+        for action in actions:
+            sub = by_id[action.alert.subscription_id]
+            if action.op == "refresh":
+                self.log.refresh_pending(action.alert)
+                done.append(action)
+                continue
+            settle = self.alerts.settle_s if action.alert.kind == "new" else 0.0
+            when = time.time() + settle
+            if self.log.claim(action.alert, sub, datetime.fromtimestamp(when, UTC)):
+                self._due[action.alert.dedup_key] = when
+                done.append(action)
+            elif action.alert.kind == "new":  # lost a race to another worker: still share our sources
+                self.log.refresh_pending(action.alert)
+        return done
+
+    def deliver_due(self, now: float | None = None) -> list[Future[Status | None]]:
+        """Start delivering every alert whose settle time passed (and, now and then, orphaned ones)."""
+        now = time.time() if now is None else now
+        if now >= self._next_orphan_scan:
+            self._next_orphan_scan = now + self.alerts.orphan_after_s
+            older = datetime.fromtimestamp(now - self.alerts.orphan_after_s, UTC)
+            for key in self.log.orphans(older):
+                self._due.setdefault(key, now)
+        started: list[Future[Status | None]] = []
+        for key, when in list(self._due.items()):
+            if when <= now and key not in self._in_flight:
+                del self._due[key]
+                future = self._pool.submit(self._deliver, key)
+                self._in_flight[key] = future
+                future.add_done_callback(functools.partial(self._forget, key))
+                started.append(future)
+        return started
+
+    def _forget(self, key: str, _future: Future[Status | None]) -> None:
+        self._in_flight.pop(key, None)
+
+    def _deliver(self, key: str) -> Status | None:
+        """Win the alert, send it on every channel (each with its own retries), record the outcome."""
+        try:
+            doc = self.log.start_delivery(key)
+            if doc is None:
+                return None
+            alert = Alert.model_validate({k: doc[k] for k in Alert.model_fields if k in doc})
+            sub = self.store.get(alert.subscription_id)
+            if sub is None:
+                self.log.finish(key, "cancelled", [])
+                return "cancelled"
+            results: list[dict[str, Any]] = []
+            for channel in sub.channels:
+                result = with_retries(
+                    functools.partial(self.senders.send, alert, sub, channel),
+                    self.alerts.attempts,
+                    self.alerts.backoff_s,
+                    self.alerts.backoff_max_s,
+                )
+                results.append(
+                    {"channel": channel.type, "target": _target(channel), **result, "at": datetime.now(UTC).isoformat()}
+                )
+                if result["status"] == "dead":
+                    log.warning("alert %s: %s %s dead-lettered: %s", key, channel.type, _target(channel), result)
+            status = overall(results)
+            self.log.finish(key, status, results)
+            return status
+        except Exception:
+            log.exception("alert %s: delivery failed; it stays in the log for a retry", key)
+            return None
+
+    @property
+    def busy(self) -> bool:
+        """Alerts waiting for their settle time or being delivered."""
+        return bool(self._due or self._in_flight)
+
+    def close(self, wait: bool = True) -> None:
+        self._pool.shutdown(wait=wait)
+        self.senders.close()

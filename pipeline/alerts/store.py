@@ -1,0 +1,156 @@
+"""Subscriptions as percolator queries: one percolate request matches a story against every subscription.
+
+Each subscription is one document in the subscriptions index: its query compiled into a `percolator` field plus
+the subscription itself (unindexed, in `spec`). The index maps the article/story fields the queries use exactly
+as the articles index does (English analysis for text, keywords for entities/source/language), so a query means
+the same thing here as in `newsflow search`.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+from typing import Any
+
+from pipeline.alerts.config import AlertSettings
+from pipeline.alerts.models import Subscription
+from pipeline.errors import QueryError
+from pipeline.models import EnrichedArticle
+from pipeline.search.backend import SearchBackend
+from pipeline.search.documents import entity_fields
+from pipeline.search.templates import ENTITY_FIELDS, article_mappings
+
+TEXT_FIELDS = ("title", "summary", "text")
+MAX_MATCHES = 10_000  # subscriptions returned by one percolate request
+
+
+def subscriptions_mappings() -> dict[str, Any]:
+    """The percolator field plus the queried fields, analysed like the articles index."""
+    articles = article_mappings()["properties"]
+    return {
+        "dynamic": False,
+        "properties": {
+            "query": {"type": "percolator"},
+            **{f: articles[f] for f in (*TEXT_FIELDS, "source", "language")},
+            "entities": ENTITY_FIELDS,
+            "owner": {"type": "keyword"},
+            "name": {"type": "keyword"},
+            "frequency": {"type": "keyword"},
+            "created_at": {"type": "date"},
+            "spec": {"type": "object", "enabled": False},
+        },
+    }
+
+
+def compile_query(sub: Subscription) -> dict[str, Any]:
+    """The subscription as one bool query: text in `must`, filters in `filter` (no scoring needed)."""
+    must: list[dict[str, Any]] = []
+    if sub.query.strip():
+        must.append({"query_string": {"query": sub.query, "fields": list(TEXT_FIELDS), "default_operator": "AND"}})
+    filters: list[dict[str, Any]] = [{"term": {f"entities.{f}": name}} for f, name in sub.entities.items()]
+    if sub.sources:
+        filters.append({"terms": {"source": sub.sources}})
+    if sub.languages:
+        filters.append({"terms": {"language": sub.languages}})
+    if not must and not filters:
+        must.append({"match_all": {}})
+    return {"bool": {"must": must, "filter": filters}}
+
+
+def story_document(article: EnrichedArticle) -> dict[str, Any]:
+    """What is percolated: the article's text, plus the story's sources and entities (so a source or entity
+    filter sees the whole story, not only the report that just arrived)."""
+    story = article.story
+    sources = list(dict.fromkeys([*(story.sources if story else []), article.source]))
+    entities = list(article.entities) + (list(story.entities) if story else [])
+    return {
+        "title": article.title or (story.title if story else ""),
+        "summary": article.summary,
+        "text": article.text,
+        "source": sources,
+        "language": article.language,
+        "entities": entity_fields(entities),
+    }
+
+
+class SubscriptionStore:
+    """Subscriptions of every owner in one index; reads and deletes are scoped to an owner."""
+
+    def __init__(self, backend: SearchBackend, settings: AlertSettings | None = None) -> None:
+        self.backend = backend
+        self.client: Any = backend.client
+        self.index = (settings or AlertSettings()).subscriptions_index
+
+    def ensure_index(self) -> bool:
+        """Create the index with its mapping if missing; returns whether it was created."""
+        if self.client.indices.exists(index=self.index):
+            return False
+        body = {"settings": {"number_of_shards": 1, "number_of_replicas": 0}, "mappings": subscriptions_mappings()}
+        self.client.indices.create(index=self.index, body=body, ignore=[400])  # 400: another process won
+        return True
+
+    def validate(self, sub: Subscription) -> dict[str, Any]:
+        """The compiled query, or QueryError (one line) if the engine cannot parse it against this mapping."""
+        query = compile_query(sub)
+        result = self.client.indices.validate_query(index=self.index, body={"query": query}, explain=True)
+        if not result.get("valid"):
+            explanations = result.get("explanations") or [{}]
+            reason = explanations[0].get("error") or json.dumps(result.get("error", "invalid query"))
+            raise QueryError(f"invalid subscription query {sub.query!r}: {_one_line(reason)}")
+        return query
+
+    def add(self, sub: Subscription) -> Subscription:
+        """Validate, then store (refreshed at once, so the next story already sees it)."""
+        self.ensure_index()
+        query = self.validate(sub)
+        doc = {
+            "query": query,
+            "owner": sub.owner,
+            "name": sub.name,
+            "frequency": sub.frequency,
+            "created_at": sub.created_at.isoformat(),
+            "spec": sub.model_dump(mode="json"),
+        }
+        self.client.index(index=self.index, id=sub.id, body=doc, refresh=True)
+        return sub
+
+    def get(self, sub_id: str, owner: str | None = None) -> Subscription | None:
+        """One subscription; None if missing or owned by someone else (`owner=None`: internal, any owner)."""
+        doc = self.client.get(index=self.index, id=sub_id, ignore=[404])
+        if not doc or not doc.get("found"):
+            return None
+        sub = Subscription.model_validate(doc["_source"]["spec"])
+        return sub if owner is None or sub.owner == owner else None
+
+    def list(self, owner: str) -> list[Subscription]:
+        """An owner's subscriptions, oldest first."""
+        if not self.client.indices.exists(index=self.index):
+            return []
+        body = {"size": MAX_MATCHES, "query": {"term": {"owner": owner}}, "sort": [{"created_at": "asc"}]}
+        hits = self.client.search(index=self.index, body=body)["hits"]["hits"]
+        return [Subscription.model_validate(h["_source"]["spec"]) for h in hits]
+
+    def delete(self, sub_id: str, owner: str) -> bool:
+        """Remove one of the owner's subscriptions; False if it is not theirs (or does not exist)."""
+        if self.get(sub_id, owner) is None:
+            return False
+        self.client.delete(index=self.index, id=sub_id, refresh=True, ignore=[404])
+        return True
+
+    def match(self, document: dict[str, Any]) -> builtins.list[Subscription]:
+        """Every subscription whose query matches the document, in one percolate request."""
+        body = {
+            "size": MAX_MATCHES,
+            "query": {"percolate": {"field": "query", "document": document}},
+            "_source": ["spec"],
+        }
+        hits = self.client.search(index=self.index, body=body, ignore_unavailable=True)["hits"]["hits"]
+        return [Subscription.model_validate(h["_source"]["spec"]) for h in hits]
+
+
+def _one_line(text: str) -> str:
+    """The engine's parse error without the shard prefix and the long token list."""
+    text = " ".join(str(text).split())
+    if "Cannot parse" in text:
+        text = text[text.index("Cannot parse") :]
+    return text.split(" Was expecting")[0].rstrip(".]; ")[:300]

@@ -1,0 +1,317 @@
+"""Alert subscriptions end to end on the real stack: Kafka enriched topic -> percolator match in OpenSearch ->
+exactly one alert per story, delivered to a local webhook receiver and a real local SMTP server."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from pipeline import bus
+from pipeline.alerts.config import AlertSettings
+from pipeline.alerts.consumer import run
+from pipeline.alerts.dispatch import AlertLog
+from pipeline.alerts.models import EmailChannel, Subscription, WebhookChannel, dedup_key
+from pipeline.alerts.store import SubscriptionStore
+from pipeline.errors import QueryError
+from pipeline.models import EnrichedArticle, Story
+from pipeline.search import connect
+from pipeline.settings import Settings
+from tests.conftest import Isolated
+from tests.integration.helpers import wait_until
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2026, 11, 20, 8, tzinfo=UTC)
+TITLE = "Russian president lands in Pyongyang for rare summit"
+SUMMARY = (
+    "Vladimir Putin arrived in North Korea early on Tuesday for talks with Kim Jong Un, "
+    "his first trip to the country in more than twenty years."
+)
+
+
+def free_port() -> int:
+    """A port nobody listens on (bound, then released): a webhook there is unreachable."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Webhook:
+    """A local webhook receiver recording (receipt time, JSON body)."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[float, dict[str, Any]]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                outer.received.append((time.time(), json.loads(body)))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Mailbox:
+    """aiosmtpd handler: every message the SMTP server accepted."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        assert isinstance(msg, EmailMessage)
+        self.messages.append(msg)
+        return "250 OK"
+
+
+@pytest.fixture
+def webhook() -> Iterator[Webhook]:
+    hook = Webhook()
+    yield hook
+    hook.close()
+
+
+@pytest.fixture
+def mailbox() -> Iterator[tuple[Mailbox, int]]:
+    box, port = Mailbox(), free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield box, port
+    controller.stop()
+
+
+def alert_settings(iso: Isolated, smtp_port: int) -> AlertSettings:
+    prefix = iso.settings.kafka.topics.enriched.split(".")[0]
+    return AlertSettings(
+        subscriptions_index=f"{prefix}-subscriptions",
+        alerts_index=f"{prefix}-alerts",
+        group_id=f"{prefix}-alerts",
+        smtp_port=smtp_port,
+        attempts=3,
+        backoff_s=0.1,
+    )
+
+
+def snapshot(n: int, sources: list[str], duplicates: int = 0) -> Story:
+    return Story(
+        story_id="story-nk",
+        title=TITLE,
+        article_count=n,
+        duplicate_count=duplicates,
+        sources=sources,
+        first_seen=NOW,
+        last_seen=NOW,
+        article_ids=["nk-1", "nk-2", "nk-3"][:n],
+        revision=n,
+    )
+
+
+def reports() -> list[EnrichedArticle]:
+    """Two outlets in their own words, then a wire service's verbatim copy of the first."""
+    first = EnrichedArticle(
+        id="nk-1",
+        feed="http://harbor/feed.xml",
+        source="Harbor Times",
+        title=TITLE,
+        summary=SUMMARY,
+        language="en",
+        story_id="story-nk",
+        story=snapshot(1, ["Harbor Times"]),
+    )
+    second = EnrichedArticle(
+        id="nk-2",
+        feed="http://meridian/feed.xml",
+        source="Meridian Post",
+        title="Putin and Kim shake hands as Moscow courts North Korea",
+        summary="Kim Jong Un met the Kremlin leader at Pyongyang airport; defence and trade are on the agenda.",
+        language="en",
+        story_id="story-nk",
+        story=snapshot(2, ["Harbor Times", "Meridian Post"]),
+    )
+    copy = first.model_copy(
+        update={
+            "id": "nk-3",
+            "feed": "http://wire/feed.xml",
+            "source": "Wire Digest",
+            "duplicate_of": "nk-1",
+            "story": snapshot(3, ["Harbor Times", "Meridian Post"], duplicates=1),
+        }
+    )
+    return [first, second, copy]
+
+
+def other_story() -> EnrichedArticle:
+    """A second, unrelated story (after the consumer is warm: the steady-state latency)."""
+    story = Story(
+        story_id="story-nk2",
+        title="North Korea test-fires a missile into the sea, Seoul says",
+        article_count=1,
+        sources=["Harbor Times"],
+        first_seen=NOW,
+        last_seen=NOW,
+        article_ids=["nk2-1"],
+    )
+    return EnrichedArticle(
+        id="nk2-1",
+        feed="http://harbor/feed.xml",
+        source="Harbor Times",
+        title=story.title,
+        summary="South Korea's military said the launch came hours after the summit ended.",
+        language="en",
+        story_id=story.story_id,
+        story=story,
+    )
+
+
+def produce(settings: Settings, items: list[EnrichedArticle]) -> float:
+    """Produce and wait for the broker's ack; returns the time just before the first send."""
+    prod = bus.producer(settings)
+    started = time.time()
+    for a in items:
+        prod.send(settings.kafka.topics.enriched, key=a.id, value=a.model_dump_json().encode())
+    prod.flush()
+    prod.close()
+    return started
+
+
+class Running:
+    """The alert consumer in a thread, stopped at the end of the test."""
+
+    def __init__(self, settings: Settings, alerts: AlertSettings) -> None:
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=run, args=(settings, alerts, self.stop), daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(30)
+        assert not self.thread.is_alive()
+
+
+def committed(settings: Settings, group: str) -> int:
+    client = bus.admin(settings)
+    try:
+        return sum(o.offset for o in client.list_consumer_group_offsets(group).values())
+    finally:
+        client.close()
+
+
+def test_a_bad_query_is_rejected_and_nothing_is_stored(isolated: Isolated) -> None:
+    alerts = alert_settings(isolated, 25)
+    backend = connect(isolated.settings.search)
+    store = SubscriptionStore(backend, alerts)
+    bad = Subscription(name="bad", owner="ann", query='title:("unclosed', channels=[WebhookChannel(url="http://x")])
+    with pytest.raises(QueryError) as err:
+        store.add(bad)
+    assert "\n" not in str(err.value) and "unclosed" in str(err.value)
+    assert store.list("ann") == []
+    good = store.add(Subscription(name="ok", owner="ann", query="Korea", channels=[WebhookChannel(url="http://x")]))
+    assert [s.id for s in store.list("ann")] == [good.id]
+    assert store.list("bob") == [] and store.get(good.id, "bob") is None
+    assert not store.delete(good.id, "bob") and store.delete(good.id, "ann")
+    backend.client.indices.delete(index=alerts.subscriptions_index, ignore=[404])
+
+
+def test_one_alert_per_story_exactly_once_with_dead_letter_and_email(
+    isolated: Isolated, webhook: Webhook, mailbox: tuple[Mailbox, int]
+) -> None:
+    settings = isolated.settings
+    box, smtp_port = mailbox
+    alerts = alert_settings(isolated, smtp_port)
+    bus.ensure_topics(settings)
+    backend = connect(settings.search)
+    store = SubscriptionStore(backend, alerts)
+    alert_log = AlertLog(backend, alerts)
+    hook = store.add(
+        Subscription(name="nk", owner="ann", query="North Korea", channels=[WebhookChannel(url=webhook.url)])
+    )
+    dead_url = f"http://127.0.0.1:{free_port()}/hook"
+    broken = store.add(
+        Subscription(name="nk-broken", owner="bob", query="North Korea", channels=[WebhookChannel(url=dead_url)])
+    )
+    mail = store.add(
+        Subscription(name="nk-mail", owner="cy", query='"North Korea"', channels=[EmailChannel(to="cy@example.test")])
+    )
+    store.add(Subscription(name="volcano", owner="dee", query="volcano", channels=[WebhookChannel(url=webhook.url)]))
+
+    consumer = Running(settings, alerts)
+    try:
+        produced_at = produce(settings, reports())
+        wait_until(lambda: webhook.received, 30, "the webhook alert", interval=0.02)
+        latency = webhook.received[0][0] - produced_at
+        print(f"\nalert latency, produce -> webhook receipt: {latency:.2f}s (settle window {alerts.settle_s}s)")
+        wait_until(lambda: box.messages, 30, "the email alert", interval=0.1)
+        dead = wait_until(
+            lambda: (
+                (d := alert_log.get(dedup_key(broken.id, "story-nk", "new"))) and d["_source"]["status"] == "dead" and d
+            ),
+            30,
+            "the broken webhook dead-lettered",
+            interval=0.2,
+        )
+        warm_at = produce(settings, [other_story()])  # the consumer has joined its group by now
+        wait_until(lambda: len(webhook.received) >= 2, 30, "the second story's alert", interval=0.02)
+        warm = webhook.received[1][0] - warm_at
+        print(f"alert latency, warm consumer: {warm:.2f}s")
+        time.sleep(alerts.settle_s + 1.5)  # anything doubled would arrive by now
+    finally:
+        consumer.close()
+
+    assert [b["story_id"] for _, b in webhook.received] == ["story-nk", "story-nk2"], webhook.received
+    body = webhook.received[0][1]
+    assert body["kind"] == "new" and body["title"] == TITLE and body["story_id"] == "story-nk"
+    assert sorted(body["sources"]) == ["Harbor Times", "Meridian Post"]  # both outlets, not the wire copy
+    assert body["id"] == dedup_key(hook.id, "story-nk", "new")
+    assert latency < 5.0 and warm < 5.0
+
+    assert len(box.messages) == 2
+    msg = box.messages[0]
+    assert msg["To"] == "cy@example.test" and TITLE in msg["Subject"]
+    parts = {p.get_content_type(): str(p.get_content()) for p in msg.walk() if not p.is_multipart()}
+    assert "Meridian Post" in parts["text/plain"] and "<li>Harbor Times</li>" in parts["text/html"]
+
+    failure = dead["_source"]
+    assert failure["attempts"] == alerts.attempts and "Connect" in failure["last_error"]
+    assert failure["deliveries"][0]["target"] == dead_url
+    sent = alert_log.get(dedup_key(mail.id, "story-nk", "new"))
+    assert sent is not None and sent["_source"]["status"] == "sent"
+    logged = alert_log.recent()
+    assert {a["subscription_name"] for a in logged} == {"nk", "nk-broken", "nk-mail"} and len(logged) == 6
+
+    # Replays: a fresh consumer group re-reads everything, and the same messages are produced again.
+    replay = alerts.model_copy(update={"group_id": f"{alerts.group_id}-replay"})
+    again = Running(settings, replay)
+    try:
+        produce(settings, reports())
+        wait_until(lambda: committed(settings, replay.group_id) >= 7, 30, "the replay consumed", interval=0.2)
+        time.sleep(alerts.settle_s + 1.5)
+    finally:
+        again.close()
+    assert len(webhook.received) == 2 and len(box.messages) == 2
+    assert len(alert_log.recent()) == 6
+    for index in (alerts.subscriptions_index, alerts.alerts_index):
+        backend.client.indices.delete(index=index, ignore=[404])
