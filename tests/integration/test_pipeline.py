@@ -239,6 +239,7 @@ def test_two_workers_still_file_reports_of_one_event_together(isolated: Isolated
     docs = backend.get_many(settings.search.indices.articles, list(expected.story))
     putin = [i for i, label in expected.story.items() if label == "putin-visit"]
     assert len({docs[i]["story_id"] for i in putin}) == 1
+
     def tagged() -> list[int]:
         beats = status.read_all(settings.stack.state_dir)
         return [beats.get(f"worker-{w.pid}", {}).get("tagged", 0) for w in workers]
