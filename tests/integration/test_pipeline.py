@@ -8,14 +8,15 @@ import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kafka import KafkaConsumer
 
 from pipeline import bus, status
-from pipeline.demo import DEMO_DIR, demo_feeds, expected_outcome, serve_directory
+from pipeline.demo import DEMO_DIR, Expected, demo_feeds, expected_outcome, serve_directory
 from pipeline.models import Article, EnrichedArticle, Story
-from pipeline.poller import Poller
+from pipeline.poller import FeedResult, Poller
 from pipeline.report import find_stories
 from pipeline.search import connect
 from pipeline.search.documents import bulk_actions
@@ -73,6 +74,26 @@ def produce(iso: Isolated, items: list[Article]) -> None:
     prod.close()
 
 
+def poll_demo_feeds(settings: Settings, cycles: int = 1) -> list[list[FeedResult]]:
+    """Serve the bundled sample feeds locally and run `cycles` poll cycles over them."""
+    with serve_directory(DEMO_DIR) as base:
+        poller = Poller(settings, demo_feeds(base))
+        try:
+            return [asyncio.run(poller.poll_once()) for _ in range(cycles)]
+        finally:
+            poller.close()
+
+
+def wait_for_demo_docs(settings: Settings, procs: Procs, expected: Expected, timeout: float) -> dict[str, Any]:
+    """Wait until every sample article is indexed (child logs on failure); returns the article documents."""
+    backend = connect(settings.search)
+    try:
+        wait_until(lambda: len(indexed_ids(backend, settings)) == len(expected.story), timeout, "all articles indexed")
+    except AssertionError:
+        raise AssertionError(procs.tails()) from None
+    return backend.get_many(settings.search.indices.articles, list(expected.story))
+
+
 def test_kafka_roundtrip(isolated: Isolated) -> None:
     settings = isolated.settings
     bus.ensure_topics(settings)
@@ -114,21 +135,13 @@ def test_end_to_end_feeds_to_search(isolated: Isolated, procs: Procs) -> None:
     expected = expected_outcome()
     procs.start("worker", "worker")
     procs.start("indexer", "indexer")
-    with serve_directory(DEMO_DIR) as base:
-        poller = Poller(settings, demo_feeds(base))
-        results = asyncio.run(poller.poll_once())
-        again = asyncio.run(poller.poll_once())
-        poller.close()
+    results, again = poll_demo_feeds(settings, cycles=2)
     assert all(r.ok for r in results), [r.error for r in results]
     assert sum(r.new_items for r in results) == len(expected.story)
     assert sum(r.new_items for r in again) == 0  # seen-state: nothing is produced twice
 
+    docs = wait_for_demo_docs(settings, procs, expected, 180)
     backend = connect(settings.search)
-    try:
-        wait_until(lambda: len(indexed_ids(backend, settings)) == len(expected.story), 180, "all articles indexed")
-    except AssertionError:
-        raise AssertionError(procs.tails()) from None
-    docs = backend.get_many(settings.search.indices.articles, list(expected.story))
     putin = [i for i, label in expected.story.items() if label == "putin-visit"]
     assert len({docs[i]["story_id"] for i in putin}) == 1, "the Putin reports must be one story"
     for copy, original in expected.duplicate_of.items():
@@ -226,17 +239,9 @@ def test_two_workers_still_file_reports_of_one_event_together(isolated: Isolated
     workers = [procs.start("worker-a", "worker"), procs.start("worker-b", "worker")]
     procs.start("indexer", "indexer")
     wait_until(lambda: group_size(settings) == 2, 120, "both workers in the consumer group")
-    with serve_directory(DEMO_DIR) as base:
-        poller = Poller(settings, demo_feeds(base))
-        results = asyncio.run(poller.poll_once())
-        poller.close()
+    (results,) = poll_demo_feeds(settings)
     assert sum(r.new_items for r in results) == len(expected.story)
-    backend = connect(settings.search)
-    try:
-        wait_until(lambda: len(indexed_ids(backend, settings)) == len(expected.story), 240, "all articles indexed")
-    except AssertionError:
-        raise AssertionError(procs.tails()) from None
-    docs = backend.get_many(settings.search.indices.articles, list(expected.story))
+    docs = wait_for_demo_docs(settings, procs, expected, 240)
     putin = [i for i, label in expected.story.items() if label == "putin-visit"]
     assert len({docs[i]["story_id"] for i in putin}) == 1
 
