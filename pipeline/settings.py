@@ -164,6 +164,21 @@ class IndexerSettings(_Section):
     poll_timeout_ms: int = Field(1000, ge=10)
 
 
+class ApiKey(_Section):
+    """One API key: only its SHA-256 is configured (`newsflow api key --owner NAME` makes one), never the key."""
+
+    owner: str = Field(min_length=1)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="hex SHA-256 of the key")
+
+
+class ApiSettings(_Section):
+    """`newsflow api`: the subscriptions REST API. Without keys every request is refused (401)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8765, ge=1, le=65535)
+    keys: list[ApiKey] = Field(default_factory=list)
+
+
 class KafkaStack(_Section):
     port: int = Field(9092, ge=1, le=65535)
     controller_port: int = Field(9093, ge=1, le=65535)
@@ -231,6 +246,7 @@ class Settings(BaseSettings):
     dedup: DedupSettings = Field(default_factory=DedupSettings)
     entities: EntitySettings = Field(default_factory=EntitySettings)
     indexer: IndexerSettings = Field(default_factory=IndexerSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
     stack: StackSettings = Field(default_factory=StackSettings)
     feeds: list[FeedConfig] = Field(default_factory=list)
 

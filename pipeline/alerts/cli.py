@@ -1,7 +1,7 @@
-"""`newsflow subscriptions add|list|rm|test` and `newsflow alerts [run]`, ready to be wired into `pipeline/cli.py`.
+"""`newsflow subscriptions add|list|show|rm|test`, `newsflow alerts [log|run]` and `newsflow api [serve|key]`.
 
-`add_parsers(cmd)` takes the `cmd(name, handler, help)` helper of `cli.build_parser`, so wiring is two lines there.
-Until API keys exist, the owner is `--owner` (default `$USER`).
+`add_parsers(cmd)` takes the `cmd(name, handler, help)` helper of `cli.build_parser`. The CLI is the operator's
+tool: it acts for any owner given with `--owner` (default `$USER`); the REST API acts only for its key's owner.
 """
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ import argparse
 import getpass
 import json
 from collections.abc import Callable
-from typing import Any
 
 from pipeline.alerts.config import AlertSettings
 from pipeline.alerts.models import Channel, EmailChannel, EntityFilter, KafkaChannel, Subscription, WebhookChannel
-from pipeline.alerts.store import SubscriptionStore, compile_query
+from pipeline.alerts.store import SubscriptionStore
 from pipeline.errors import QueryError
+from pipeline.report import parse_since
 from pipeline.settings import Settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -42,6 +42,8 @@ def add_parsers(cmd: Cmd) -> None:
     p.add_argument("--no-updates", action="store_true", help="only the first alert per story")
     p = ssub.add_parser("list", help="your subscriptions")
     p.add_argument("--json", action="store_true")
+    p = ssub.add_parser("show", help="one subscription in full (JSON)")
+    p.add_argument("id")
     p = ssub.add_parser("rm", help="delete one of your subscriptions")
     p.add_argument("id")
     p = ssub.add_parser("test", help="recent stories that would have matched")
@@ -51,6 +53,9 @@ def add_parsers(cmd: Cmd) -> None:
     sp.add_argument("action", nargs="?", choices=["log", "run"], default="log")
     sp.add_argument("--owner", help="only this owner's alerts")
     sp.add_argument("--size", type=int, default=20)
+    sp = cmd("api", cmd_api, "serve the subscriptions REST API (OpenAPI at /docs), or make an API key")
+    sp.add_argument("action", nargs="?", choices=["serve", "key"], default="serve")
+    sp.add_argument("--owner", help="`key`: the owner the new key acts for")
 
 
 def _default_owner() -> str:
@@ -84,7 +89,8 @@ def cmd_subscriptions(args: argparse.Namespace, settings: Settings) -> int:
 
     from pipeline.search import connect
 
-    store = SubscriptionStore(connect(settings.search), AlertSettings())
+    alerts = AlertSettings()
+    store = SubscriptionStore(connect(settings.search), alerts)
     action = args.subscriptions_command
     if action == "add":
         try:
@@ -122,30 +128,16 @@ def cmd_subscriptions(args: argparse.Namespace, settings: Settings) -> int:
     found = store.get(args.id, args.owner)
     if found is None:
         raise QueryError(f"no subscription {args.id} of owner {args.owner}")
-    for story_id, title in recent_matches(store, settings, found, args.since):
+    if action == "show":
+        print(found.model_dump_json(indent=2))
+        return 0
+    since = parse_since(args.since)
+    matches = store.recent_matches(found, settings.search.indices.articles, since, alerts.test_stories)
+    for story_id, title in matches:
         print(f"{story_id}  {title}")
+    if not matches:
+        print(f"no story since {args.since} would have matched {found.name!r}")
     return 0
-
-
-def recent_matches(
-    store: SubscriptionStore, settings: Settings, sub: Subscription, since: str
-) -> list[tuple[str, str]]:
-    """Stories with an original article matching the subscription's query (the articles index has the same
-    mapping as the percolator, so the query means the same; source filters see the article's own source)."""
-    body: dict[str, Any] = {
-        "size": 50,
-        "query": {
-            "bool": {
-                "must": [compile_query(sub)],
-                "filter": [{"range": {"@timestamp": {"gte": f"now-{since}"}}}, {"term": {"is_duplicate": False}}],
-            }
-        },
-        "collapse": {"field": "story_id"},
-        "sort": [{"@timestamp": "desc"}],
-        "_source": ["story_id", "title"],
-    }
-    hits = store.backend.search(settings.search.indices.articles, body)["hits"]["hits"]
-    return [(h["_source"]["story_id"], h["_source"]["title"]) for h in hits]
 
 
 def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
@@ -161,4 +153,18 @@ def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
         if a.get("last_error"):
             line["last_error"] = a["last_error"]
         print(json.dumps(line, ensure_ascii=False))
+    return 0
+
+
+def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.alerts import api
+
+    if args.action == "serve":
+        return api.serve(settings)
+    if not args.owner:
+        raise QueryError("`newsflow api key` needs --owner NAME: the owner the key acts for")
+    key = api.new_key()
+    print(f"API key for {args.owner} (shown once, stored nowhere): {key}")
+    print("add its hash to config/newsflow.yaml:")
+    print(f"api:\n  keys:\n    - {{owner: {json.dumps(args.owner)}, sha256: {api.hash_key(key)}}}")
     return 0

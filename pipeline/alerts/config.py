@@ -41,3 +41,4 @@ class AlertSettings(BaseSettings):
     delivery_threads: int = Field(8, ge=1, description="deliveries in flight: a slow channel never blocks others")
     orphan_after_s: float = Field(30.0, gt=0, description="pending alerts older than this are resumed by any worker")
     poll_timeout_ms: int = Field(200, ge=10)
+    test_stories: int = Field(50, ge=1, le=1000, description="stories a subscription `test` shows at most")

@@ -78,12 +78,10 @@ class EntityFilter(_Model):
         return [(f, n) for f in ("person", "organization", "location") for n in getattr(self, f)]
 
 
-class Subscription(_Model):
-    """What one owner wants to be told about, and how."""
+class SubscriptionSpec(_Model):
+    """What a person asks for: everything of a subscription they may set (the API's request body)."""
 
-    id: str = Field(default_factory=lambda: uuid.uuid4().hex)
     name: str = Field(min_length=1)
-    owner: str = Field(min_length=1)
     query: str = Field("", description="query-string syntax over title, summary and text; empty = any story")
     entities: EntityFilter = Field(default_factory=EntityFilter)
     sources: list[str] = Field(default_factory=list, description="only stories reported by one of these outlets")
@@ -91,6 +89,13 @@ class Subscription(_Model):
     channels: list[Channel] = Field(min_length=1)
     frequency: Frequency = "instant"
     updates: bool = Field(True, description="also an `update` alert when the story grows by enough sources")
+
+
+class Subscription(SubscriptionSpec):
+    """A stored subscription: the spec plus what newsflow assigns (id, owner, creation time)."""
+
+    id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    owner: str = Field(min_length=1)
     created_at: datetime = Field(default_factory=utcnow)
 
 

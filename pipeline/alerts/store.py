@@ -91,6 +91,8 @@ class SubscriptionStore:
 
     def validate(self, sub: Subscription) -> dict[str, Any]:
         """The compiled query, or QueryError (one line) if the engine cannot parse it against this mapping."""
+        if sub.frequency != "instant":  # refused rather than stored and silently never delivered
+            raise QueryError(f"frequency {sub.frequency!r} is not supported yet (digests): use 'instant'")
         query = compile_query(sub)
         result = self.client.indices.validate_query(index=self.index, body={"query": query}, explain=True)
         if not result.get("valid"):
@@ -100,7 +102,8 @@ class SubscriptionStore:
         return query
 
     def add(self, sub: Subscription) -> Subscription:
-        """Validate, then store (refreshed at once, so the next story already sees it)."""
+        """Validate, then store (refreshed at once, so the next story already sees it); an existing id is
+        replaced, which is how an update is saved."""
         self.ensure_index()
         query = self.validate(sub)
         doc = {
@@ -136,6 +139,29 @@ class SubscriptionStore:
             return False
         self.client.delete(index=self.index, id=sub_id, refresh=True, ignore=[404])
         return True
+
+    def recent_matches(
+        self, sub: Subscription, articles_index: str, since: str, size: int
+    ) -> builtins.list[tuple[str, str]]:
+        """(story id, title) of recent stories with an original article matching the subscription, newest first.
+
+        `since` is date math (`now-7d`). The articles index maps the queried fields as the percolator index does,
+        so the query means the same; source filters see the article's own source (not the whole story's).
+        """
+        body: dict[str, Any] = {
+            "size": size,
+            "query": {
+                "bool": {
+                    "must": [compile_query(sub)],
+                    "filter": [{"range": {"@timestamp": {"gte": since}}}, {"term": {"is_duplicate": False}}],
+                }
+            },
+            "collapse": {"field": "story_id"},
+            "sort": [{"@timestamp": "desc"}],
+            "_source": ["story_id", "title"],
+        }
+        hits = self.backend.search(articles_index, body)["hits"]["hits"]
+        return [(h["_source"]["story_id"], h["_source"]["title"]) for h in hits]
 
     def match(self, document: dict[str, Any]) -> builtins.list[Subscription]:
         """Every subscription whose query matches the document, in one percolate request."""
