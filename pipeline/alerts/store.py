@@ -179,4 +179,6 @@ def _one_line(text: str) -> str:
     text = " ".join(str(text).split())
     if "Cannot parse" in text:
         text = text[text.index("Cannot parse") :]
-    return text.split(" Was expecting")[0].rstrip(".]; ")[:300]
+    for tail in (" Was expecting", "; nested:"):  # parse errors / lexical errors: the rest repeats the cause
+        text = text.split(tail)[0]
+    return text.rstrip(".]; ")[:300]

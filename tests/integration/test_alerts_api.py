@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -167,3 +169,35 @@ def test_owners_see_and_change_only_their_own_subscriptions(api: str, engine: Se
         assert http.delete(f"/subscriptions/{sub['id']}", headers=as_("ann")).status_code == 204
         assert http.get(f"/subscriptions/{sub['id']}", headers=as_("ann")).status_code == 404
         assert http.get("/subscriptions", headers=as_("ann")).json() == []
+
+
+def newsflow(*args: str) -> subprocess.CompletedProcess[str]:
+    """The real command, in a child process with the test's isolated settings (inherited environment)."""
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_cli_add_list_show_test_rm(engine: SearchBackend) -> None:
+    hook = ["--webhook", "http://127.0.0.1:1/hook"]
+    added = newsflow("subscriptions", "--owner", "ann", "add", "volcanoes", "volcano", *hook)
+    assert added.returncode == 0, added.stderr
+    sub_id = added.stdout.strip()
+
+    bad = newsflow("subscriptions", "--owner", "ann", "add", "bad", 'title:("x', *hook)
+    assert bad.returncode == 1 and bad.stdout == ""
+    assert bad.stderr.startswith("newsflow: error: invalid subscription query") and bad.stderr.count("\n") == 1
+    assert "Lexical error" in bad.stderr and "nested" not in bad.stderr
+
+    listed = newsflow("subscriptions", "--owner", "ann", "list", "--json")
+    assert [json.loads(line)["id"] for line in listed.stdout.splitlines()] == [sub_id]
+    shown = newsflow("subscriptions", "--owner", "ann", "show", sub_id)
+    assert shown.returncode == 0 and json.loads(shown.stdout)["query"] == "volcano"
+    tested = newsflow("subscriptions", "--owner", "ann", "test", sub_id, "--since", "7d")
+    assert tested.stdout.splitlines() == ["s-volcano  Volcano erupts near the capital"], tested.stderr
+
+    for action in ("show", "test", "rm"):  # another owner's id is "no subscription", and stays
+        other = newsflow("subscriptions", "--owner", "bob", action, sub_id)
+        assert other.returncode == 1 and other.stderr == f"newsflow: error: no subscription {sub_id} of owner bob\n"
+    assert newsflow("subscriptions", "--owner", "ann", "rm", sub_id).returncode == 0
+    assert newsflow("subscriptions", "--owner", "ann", "list").stdout == ""
