@@ -164,6 +164,35 @@ class IndexerSettings(_Section):
     poll_timeout_ms: int = Field(1000, ge=10)
 
 
+class AlertSettings(_Section):
+    """Alert subscriptions (`pipeline/alerts/`): where subscriptions and the delivery log live, and how hard
+    delivery tries."""
+
+    subscriptions_index: str = "newsflow-subscriptions"
+    alerts_index: str = "newsflow-alerts"
+    group_id: str = Field("newsflow-alerts", description="consumer group of the alerting stage (scale: start N)")
+    settle_s: float = Field(
+        1.0, ge=0, description="a new story's alert waits this long so reports arriving together share one alert"
+    )
+    update_after_sources: int = Field(
+        3, ge=0, description="an `update` alert once this many more outlets joined a notified story (0 = never)"
+    )
+    attempts: int = Field(4, ge=1, description="delivery attempts per channel before the alert is dead-lettered")
+    backoff_s: float = Field(0.25, gt=0, description="first retry delay; doubles per attempt")
+    backoff_max_s: float = Field(5.0, gt=0)
+    webhook_timeout_s: float = Field(5.0, gt=0)
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(25, ge=1, le=65535)
+    smtp_from: str = "newsflow@localhost"
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    delivery_threads: int = Field(8, ge=1, description="deliveries in flight: a slow channel never blocks others")
+    orphan_after_s: float = Field(30.0, gt=0, description="pending alerts older than this are resumed by any worker")
+    poll_timeout_ms: int = Field(200, ge=10)
+    test_stories: int = Field(50, ge=1, le=1000, description="stories a subscription `test` shows at most")
+
+
 class ApiKey(_Section):
     """One API key: only its SHA-256 is configured (`newsflow api key --owner NAME` makes one), never the key."""
 
@@ -246,6 +275,7 @@ class Settings(BaseSettings):
     dedup: DedupSettings = Field(default_factory=DedupSettings)
     entities: EntitySettings = Field(default_factory=EntitySettings)
     indexer: IndexerSettings = Field(default_factory=IndexerSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     stack: StackSettings = Field(default_factory=StackSettings)
     feeds: list[FeedConfig] = Field(default_factory=list)

@@ -22,13 +22,12 @@ from fastapi.security import APIKeyHeader
 from pydantic import BaseModel
 
 from pipeline import __version__
-from pipeline.alerts.config import AlertSettings
 from pipeline.alerts.models import Subscription, SubscriptionSpec
 from pipeline.alerts.store import SubscriptionStore
 from pipeline.errors import NewsflowError, QueryError, StackError
 from pipeline.search import connect
 from pipeline.search.backend import describe_unreachable
-from pipeline.settings import ApiKey, Settings
+from pipeline.settings import AlertSettings, ApiKey, Settings
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +78,9 @@ class LazyStore:
             return self._store
 
 
-def create_app(settings: Settings, alerts: AlertSettings | None = None) -> FastAPI:
+def create_app(settings: Settings) -> FastAPI:
     """The API for these settings (a factory, so tests and `newsflow api` build the same thing)."""
-    alerts = alerts or AlertSettings()
+    alerts = settings.alerts
     keys = KeyRing(settings.api.keys)
     store_of = LazyStore(settings, alerts)
     api_key = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="an API key from `api.keys`")

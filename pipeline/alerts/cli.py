@@ -11,7 +11,6 @@ import getpass
 import json
 from collections.abc import Callable
 
-from pipeline.alerts.config import AlertSettings
 from pipeline.alerts.models import Channel, EmailChannel, EntityFilter, KafkaChannel, Subscription, WebhookChannel
 from pipeline.alerts.store import SubscriptionStore
 from pipeline.errors import QueryError
@@ -89,7 +88,7 @@ def cmd_subscriptions(args: argparse.Namespace, settings: Settings) -> int:
 
     from pipeline.search import connect
 
-    alerts = AlertSettings()
+    alerts = settings.alerts
     store = SubscriptionStore(connect(settings.search), alerts)
     action = args.subscriptions_command
     if action == "add":
@@ -148,7 +147,7 @@ def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
         from pipeline.alerts.consumer import run
 
         return run(settings)
-    for a in AlertLog(connect(settings.search), AlertSettings()).recent(args.owner, args.size):
+    for a in AlertLog(connect(settings.search), settings.alerts).recent(args.owner, args.size):
         line = {k: a.get(k) for k in ("created_at", "status", "kind", "subscription_name", "title", "attempts")}
         if a.get("last_error"):
             line["last_error"] = a["last_error"]

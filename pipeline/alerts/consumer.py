@@ -16,11 +16,10 @@ import time
 from kafka import KafkaConsumer
 from pydantic import ValidationError
 
-from pipeline.alerts.config import AlertSettings
 from pipeline.alerts.dispatch import Dispatcher
 from pipeline.models import EnrichedArticle
 from pipeline.search import connect
-from pipeline.settings import Settings
+from pipeline.settings import AlertSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +48,7 @@ def parse(raw: bytes) -> EnrichedArticle | None:
 
 def run(settings: Settings, alerts: AlertSettings | None = None, stop: threading.Event | None = None) -> int:
     """`newsflow alerts run`: consume until `stop` is set (or SIGTERM/SIGINT in the main thread)."""
-    alerts = alerts or AlertSettings()
+    alerts = alerts or settings.alerts
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):

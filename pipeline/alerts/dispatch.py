@@ -28,13 +28,12 @@ from typing import Any, Literal
 
 import httpx
 
-from pipeline.alerts.config import AlertSettings
 from pipeline.alerts.models import Alert, AlertKind, Channel, EmailChannel, KafkaChannel, Subscription, WebhookChannel
 from pipeline.alerts.models import dedup_key as make_key
 from pipeline.alerts.store import SubscriptionStore, story_document
 from pipeline.models import EnrichedArticle
 from pipeline.search.backend import SearchBackend
-from pipeline.settings import Settings
+from pipeline.settings import AlertSettings, Settings
 
 log = logging.getLogger(__name__)
 

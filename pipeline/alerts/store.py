@@ -12,13 +12,13 @@ import builtins
 import json
 from typing import Any
 
-from pipeline.alerts.config import AlertSettings
 from pipeline.alerts.models import Subscription
 from pipeline.errors import QueryError
 from pipeline.models import EnrichedArticle
 from pipeline.search.backend import SearchBackend
 from pipeline.search.documents import entity_fields
 from pipeline.search.templates import ENTITY_FIELDS, article_mappings
+from pipeline.settings import AlertSettings
 
 TEXT_FIELDS = ("title", "summary", "text")
 MAX_MATCHES = 10_000  # subscriptions returned by one percolate request
@@ -76,10 +76,10 @@ def story_document(article: EnrichedArticle) -> dict[str, Any]:
 class SubscriptionStore:
     """Subscriptions of every owner in one index; reads and deletes are scoped to an owner."""
 
-    def __init__(self, backend: SearchBackend, settings: AlertSettings | None = None) -> None:
+    def __init__(self, backend: SearchBackend, alerts: AlertSettings) -> None:
         self.backend = backend
         self.client: Any = backend.client
-        self.index = (settings or AlertSettings()).subscriptions_index
+        self.index = alerts.subscriptions_index
 
     def ensure_index(self) -> bool:
         """Create the index with its mapping if missing; returns whether it was created."""

@@ -19,7 +19,6 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from pipeline import bus
-from pipeline.alerts.config import AlertSettings
 from pipeline.alerts.consumer import run
 from pipeline.alerts.dispatch import AlertLog
 from pipeline.alerts.models import EmailChannel, Subscription, WebhookChannel, dedup_key
@@ -27,7 +26,7 @@ from pipeline.alerts.store import SubscriptionStore
 from pipeline.errors import QueryError
 from pipeline.models import EnrichedArticle, Story
 from pipeline.search import connect
-from pipeline.settings import Settings
+from pipeline.settings import AlertSettings, Settings
 from tests.conftest import Isolated
 from tests.integration.helpers import wait_until
 

@@ -17,7 +17,6 @@ import httpx
 import pytest
 
 from pipeline.alerts.api import API_KEY_HEADER, hash_key
-from pipeline.alerts.config import AlertSettings
 from pipeline.alerts.store import SubscriptionStore
 from pipeline.models import EnrichedArticle, Story
 from pipeline.search import SearchBackend, connect
@@ -73,7 +72,7 @@ def engine(isolated: Isolated) -> Iterator[SearchBackend]:
     yield backend
     idx = settings.search.indices
     with contextlib.suppress(Exception):
-        backend.client.indices.delete(index=AlertSettings().subscriptions_index, ignore=[404])
+        backend.client.indices.delete(index=settings.alerts.subscriptions_index, ignore=[404])
         for pattern in (f"{idx.articles}*", f"{idx.stories}*"):
             for name in backend.client.indices.get(index=pattern):
                 backend.client.indices.delete(index=name)
@@ -108,8 +107,10 @@ def as_(owner: str) -> dict[str, str]:
     return {API_KEY_HEADER: KEYS[owner]}
 
 
-def test_owners_see_and_change_only_their_own_subscriptions(api: str, engine: SearchBackend) -> None:
-    alerts = AlertSettings()
+def test_owners_see_and_change_only_their_own_subscriptions(
+    isolated: Isolated, api: str, engine: SearchBackend
+) -> None:
+    alerts = isolated.settings.alerts
     store = SubscriptionStore(engine, alerts)
     hook = [{"type": "webhook", "url": "http://127.0.0.1:1/hook"}]
     with httpx.Client(base_url=api, timeout=30) as http:

@@ -223,3 +223,22 @@ def test_overrides_argument_wins_over_file(workdir: Path) -> None:
     _write(workdir / "config" / "newsflow.yaml", "worker:\n  app_id: from-file\n")
     s = load_settings(worker={"app_id": "from-override"})
     assert s.worker.app_id == "from-override"
+
+
+def test_alerts_and_api_sections_from_file_and_env(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _write(
+        workdir / "config" / "newsflow.yaml",
+        "alerts:\n  smtp_port: 2525\n  attempts: 2\n"
+        f"api:\n  port: 9000\n  keys: [{{owner: ann, sha256: {'a' * 64}}}]\n",
+    )
+    monkeypatch.setenv("NEWSFLOW_ALERTS__ATTEMPTS", "6")
+    s = load_settings()
+    assert (s.alerts.smtp_port, s.alerts.attempts, s.alerts.alerts_index) == (2525, 6, "newsflow-alerts")
+    assert s.api.port == 9000 and [k.owner for k in s.api.keys] == ["ann"]
+    monkeypatch.setenv("NEWSFLOW_ALERTS__SETLE_S", "2")
+    with pytest.raises(ConfigError, match=r"^invalid setting alerts\.setle_s: Extra inputs are not permitted"):
+        load_settings()
+    monkeypatch.delenv("NEWSFLOW_ALERTS__SETLE_S")
+    monkeypatch.setenv("NEWSFLOW_API__KEYS", '[{"owner": "ann", "sha256": "the-key-itself"}]')
+    with pytest.raises(ConfigError, match=r"^invalid setting api\.keys\.0\.sha256: String should match"):
+        load_settings()
