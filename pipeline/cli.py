@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = cmd("stack", _stack, "start/stop/inspect the local Kafka + OpenSearch")
     sp.add_argument("action", choices=["up", "down", "status"])
-    sp = cmd("run", _run, "run poller, worker(s) and indexer together, with a live status line")
+    sp = cmd("run", _run, "run poller, worker(s), indexer and alerting together, with a live status line")
     sp.add_argument("--workers", type=int, default=1, help="number of Faust worker processes")
     sp = cmd("poller", _poller, "poll this process's share of the feed registry into Kafka (start N to scale)")
     sp.add_argument("--once", action="store_true", help="poll every registry feed once, then exit")

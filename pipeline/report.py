@@ -198,7 +198,7 @@ def describe(text: str, filters: SearchFilters) -> str:
 
 
 def consumer_lag(settings: Settings) -> dict[str, int]:
-    """Group -> messages not yet processed, for the indexer and the Faust worker."""
+    """Group -> messages not yet processed, for the indexer, the Faust worker and the alerting stage."""
     from kafka import KafkaConsumer
 
     from pipeline import bus
@@ -207,7 +207,7 @@ def consumer_lag(settings: Settings) -> dict[str, int]:
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers, enable_auto_commit=False)
     lags: dict[str, int] = {}
     try:
-        for group in (settings.indexer.group_id, settings.worker.app_id):
+        for group in (settings.indexer.group_id, settings.worker.app_id, settings.alerts.group_id):
             offsets = client.list_consumer_group_offsets(group)
             if not offsets:
                 continue

@@ -1,4 +1,5 @@
-"""`newsflow run`: poller, Faust worker(s) and indexer as child processes, one live status line, clean Ctrl-C.
+"""`newsflow run`: poller, Faust worker(s), indexer and alerting as child processes, one live status line,
+clean Ctrl-C.
 
 Each stage is its own process (as in production, where they scale separately); their logs go to
 `<state_dir>/logs/<name>.log`. The status line is built from the heartbeat files they write.
@@ -62,7 +63,8 @@ def stop_all(children: list[Child], timeout_s: float = STOP_TIMEOUT_S) -> None:
 
 
 def status_line(beats: Mapping[str, Mapping[str, Any]]) -> str:
-    """One line: feeds polled/failed, articles produced, stories, duplicates, indexed."""
+    """One line: feeds polled/failed, articles produced, stories, duplicates, indexed (and alerts, once the
+    alerting stage has reported)."""
     p = beats.get("poller", {})
     workers = [b for name, b in beats.items() if name.startswith("worker")]
     w = {k: sum(int(b.get(k) or 0) for b in workers) for k in ("new_stories", "duplicates", "dead_letters")}
@@ -72,6 +74,10 @@ def status_line(beats: Mapping[str, Mapping[str, Any]]) -> str:
         f" | stories {w.get('new_stories', 0)} | duplicates {w.get('duplicates', 0)}"
         f" | indexed {i.get('indexed', 0)} | dead letters {w.get('dead_letters', 0) + i.get('dead_letters', 0)}"
     )
+    alerting = [b for name, b in beats.items() if name.startswith("alerts")]
+    if alerting:
+        a = {k: sum(int(b.get(k) or 0) for b in alerting) for k in ("sent", "partial", "dead")}
+        line += f" | alerts sent {a['sent'] + a['partial']} (dead {a['dead']})"
     if p.get("polled") and p.get("polled") == p.get("failed"):
         line += " | feeds unreachable (offline?) - see `newsflow status`"
     if i.get("last_error") and i.get("retries"):
@@ -91,7 +97,11 @@ def run_all(settings: Settings, *, workers: int = 1) -> int:
     )
     status.clear(settings.stack.state_dir)
     children = [spawn(f"worker-{n}", ["worker"], settings) for n in range(workers)]
-    children += [spawn("indexer", ["indexer"], settings), spawn("poller", ["poller"], settings)]
+    children += [
+        spawn("indexer", ["indexer"], settings),
+        spawn("alerts", ["alerts", "run"], settings),
+        spawn("poller", ["poller"], settings),
+    ]
     stopping = False
 
     def request_stop(*_: Any) -> None:
@@ -110,7 +120,7 @@ def run_all(settings: Settings, *, workers: int = 1) -> int:
             sys.stdout.flush()
             time.sleep(2.0)
     finally:
-        print("\nnewsflow: stopping (poller, indexer, workers)...")
+        print("\nnewsflow: stopping (poller, alerts, indexer, workers)...")
         stop_all(list(reversed(children)))
         print("newsflow: stopped")
     return 0 if stopping else 1

@@ -148,7 +148,8 @@ def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
 
         return run(settings)
     for a in AlertLog(connect(settings.search), settings.alerts).recent(args.owner, args.size):
-        line = {k: a.get(k) for k in ("created_at", "status", "kind", "subscription_name", "title", "attempts")}
+        fields = ("created_at", "status", "kind", "subscription_name", "title", "attempts", "latency_s")
+        line = {k: a.get(k) for k in fields}
         if a.get("last_error"):
             line["last_error"] = a["last_error"]
         print(json.dumps(line, ensure_ascii=False))

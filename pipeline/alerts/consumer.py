@@ -3,12 +3,14 @@
 At least once, and still exactly one alert: offsets are committed only after the claims of a poll's articles
 are written to the alerts log; a replay (crash, rebalance, a fresh consumer group) claims the same dedup keys
 again, gets 409s and sends nothing. Delivery runs from the log on a thread pool, so a dead webhook retrying
-never stops the consumer or any other alert.
+never stops the consumer or any other alert. Each process reports a heartbeat (`alerts-<pid>`) for
+`newsflow status` and `newsflow run`'s status line.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -16,6 +18,7 @@ import time
 from kafka import KafkaConsumer
 from pydantic import ValidationError
 
+from pipeline import status
 from pipeline.alerts.dispatch import Dispatcher
 from pipeline.models import EnrichedArticle
 from pipeline.search import connect
@@ -57,6 +60,8 @@ def run(settings: Settings, alerts: AlertSettings | None = None, stop: threading
     dispatcher = Dispatcher(settings, alerts, backend)
     dispatcher.setup()
     consumer = make_consumer(settings, alerts)
+    beat = f"alerts-{os.getpid()}"  # one file per process: the status line adds them up
+    state_dir = settings.stack.state_dir
     try:
         while not stop.is_set():
             batches = consumer.poll(timeout_ms=alerts.poll_timeout_ms)
@@ -67,7 +72,9 @@ def run(settings: Settings, alerts: AlertSettings | None = None, stop: threading
                     dispatcher.process(article)  # raises if the log is unreachable: nothing is committed
             if records:
                 consumer.commit()
+                dispatcher.figures.consumed += len(records)
             dispatcher.deliver_due()
+            status.write(beat, dispatcher.status(), state_dir=state_dir)
         # Let claimed alerts leave before exiting (their settle time is short); the rest resume as orphans.
         deadline = time.monotonic() + alerts.settle_s + 1.0
         while dispatcher.busy and time.monotonic() < deadline:
@@ -77,4 +84,5 @@ def run(settings: Settings, alerts: AlertSettings | None = None, stop: threading
         consumer.close()
         dispatcher.close(wait=True)
         backend.close()
+        status.write(beat, {**dispatcher.status(), "state": "stopped"}, force=True, state_dir=state_dir)
     return 0

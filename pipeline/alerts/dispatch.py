@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any, Literal
@@ -76,6 +76,7 @@ def make_alert(sub: Subscription, article: EnrichedArticle, kind: AlertKind) -> 
         sources=list(story.sources),
         article_ids=list(story.article_ids),
         story_revision=story.revision,
+        polled_at=article.fetched_at,
     )
 
 
@@ -128,8 +129,10 @@ def alerts_mappings() -> dict[str, Any]:
             "attempts": {"type": "integer"},
             "last_error": {"type": "text"},
             "created_at": {"type": "date"},
+            "polled_at": {"type": "date"},
             "deliver_after": {"type": "date"},
             "finished_at": {"type": "date"},
+            "latency_s": {"type": "float"},
             "deliveries": {"type": "object", "enabled": False},
         },
     }
@@ -231,8 +234,11 @@ class AlertLog:
             raise
         return dict(doc["_source"])
 
-    def finish(self, key: str, status: Status, deliveries: list[dict[str, Any]]) -> None:
-        """The delivery result: overall status, attempts and the last error (for the dead-letter view)."""
+    def finish(
+        self, key: str, status: Status, deliveries: list[dict[str, Any]], latency_s: float | None = None
+    ) -> None:
+        """The delivery result: overall status, attempts and the last error (for the dead-letter view), and
+        `latency_s`, seconds from the poll of the report to the end of delivery."""
         errors = [d["last_error"] for d in deliveries if d.get("last_error")]
         doc = {
             "status": status,
@@ -240,6 +246,7 @@ class AlertLog:
             "attempts": max((d["attempts"] for d in deliveries), default=0),
             "last_error": errors[-1] if errors else None,
             "finished_at": datetime.now(UTC).isoformat(),
+            "latency_s": latency_s,
         }
         self.client.update(index=self.index, id=key, body={"doc": doc}, refresh=True)
 
@@ -387,6 +394,32 @@ def overall(results: list[dict[str, Any]]) -> Status:
     return "sent" if sent == len(results) else ("dead" if sent == 0 else "partial")
 
 
+def latency(alert: Alert, now: datetime) -> float | None:
+    """Seconds from the poll of the report that raised the alert to `now` (None for alerts without it)."""
+    return None if alert.polled_at is None else round((now - alert.polled_at).total_seconds(), 3)
+
+
+@dataclass
+class Figures:
+    """What the alerting stage did since it started (its heartbeat); updated from the delivery threads."""
+
+    consumed: int = 0
+    claimed: int = 0
+    sent: int = 0
+    partial: int = 0
+    dead: int = 0
+    cancelled: int = 0
+    last_latency_s: float | None = None  # poll -> delivered, of the latest sent alert
+    max_latency_s: float | None = None
+
+    def delivered(self, status: Status, latency_s: float | None) -> None:
+        if status in ("sent", "partial", "dead", "cancelled"):
+            setattr(self, status, getattr(self, status) + 1)
+        if status in ("sent", "partial") and latency_s is not None:
+            self.last_latency_s = latency_s
+            self.max_latency_s = max(latency_s, self.max_latency_s or 0.0)
+
+
 def _target(channel: Channel) -> str:
     if isinstance(channel, WebhookChannel):
         return channel.url
@@ -414,6 +447,13 @@ class Dispatcher:
         self._pool = ThreadPoolExecutor(alerts.delivery_threads, thread_name_prefix="alert-delivery")
         self._in_flight: dict[str, Future[Status | None]] = {}
         self._next_orphan_scan = 0.0
+        self.figures = Figures()
+        self._figures_lock = threading.Lock()
+
+    def status(self) -> dict[str, Any]:
+        """The heartbeat: figures so far plus alerts waiting (settle time) or being delivered."""
+        with self._figures_lock:
+            return {**asdict(self.figures), "pending": len(self._due) + len(self._in_flight)}
 
     def setup(self) -> None:
         self.store.ensure_index()
@@ -441,6 +481,8 @@ class Dispatcher:
             if self.log.claim(action.alert, sub, datetime.fromtimestamp(when, UTC)):
                 self._due[action.alert.dedup_key] = when
                 done.append(action)
+                with self._figures_lock:
+                    self.figures.claimed += 1
             elif action.alert.kind == "new":  # lost a race to another worker: still share our sources
                 self.log.refresh_pending(action.alert)
         return done
@@ -476,6 +518,7 @@ class Dispatcher:
             sub = self.store.get(alert.subscription_id)
             if sub is None:
                 self.log.finish(key, "cancelled", [])
+                self._count("cancelled", None)
                 return "cancelled"
             results: list[dict[str, Any]] = []
             for channel in sub.channels:
@@ -491,11 +534,17 @@ class Dispatcher:
                 if result["status"] == "dead":
                     log.warning("alert %s: %s %s dead-lettered: %s", key, channel.type, _target(channel), result)
             status = overall(results)
-            self.log.finish(key, status, results)
+            took = latency(alert, datetime.now(UTC))
+            self.log.finish(key, status, results, took)
+            self._count(status, took)
             return status
         except Exception:
             log.exception("alert %s: delivery failed; it stays in the log for a retry", key)
             return None
+
+    def _count(self, status: Status, latency_s: float | None) -> None:
+        with self._figures_lock:
+            self.figures.delivered(status, latency_s)
 
     @property
     def busy(self) -> bool:

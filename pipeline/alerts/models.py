@@ -109,6 +109,7 @@ class Alert(_Model):
     sources: list[str] = Field(default_factory=list)
     article_ids: list[str] = Field(default_factory=list)
     story_revision: int = 1
+    polled_at: datetime | None = Field(None, description="when the report that raised the alert was polled")
     created_at: datetime = Field(default_factory=utcnow)
 
     @property

@@ -13,12 +13,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
 
-from pipeline import bus
+from pipeline import bus, status
 from pipeline.alerts.consumer import run
 from pipeline.alerts.dispatch import AlertLog
 from pipeline.alerts.models import EmailChannel, Subscription, WebhookChannel, dedup_key
@@ -198,10 +199,11 @@ def produce(settings: Settings, items: list[EnrichedArticle]) -> float:
 
 
 class Running:
-    """The alert consumer in a thread, stopped at the end of the test."""
+    """The alert consumer in a thread, stopped at the end of the test; its heartbeat goes to `state_dir`."""
 
-    def __init__(self, settings: Settings, alerts: AlertSettings) -> None:
+    def __init__(self, settings: Settings, alerts: AlertSettings, state_dir: Path) -> None:
         self.stop = threading.Event()
+        settings = settings.model_copy(update={"stack": settings.stack.model_copy(update={"state_dir": state_dir})})
         self.thread = threading.Thread(target=run, args=(settings, alerts, self.stop), daemon=True)
         self.thread.start()
 
@@ -236,7 +238,7 @@ def test_a_bad_query_is_rejected_and_nothing_is_stored(isolated: Isolated) -> No
 
 
 def test_one_alert_per_story_exactly_once_with_dead_letter_and_email(
-    isolated: Isolated, webhook: Webhook, mailbox: tuple[Mailbox, int]
+    isolated: Isolated, webhook: Webhook, mailbox: tuple[Mailbox, int], tmp_path: Path
 ) -> None:
     settings = isolated.settings
     box, smtp_port = mailbox
@@ -257,7 +259,7 @@ def test_one_alert_per_story_exactly_once_with_dead_letter_and_email(
     )
     store.add(Subscription(name="volcano", owner="dee", query="volcano", channels=[WebhookChannel(url=webhook.url)]))
 
-    consumer = Running(settings, alerts)
+    consumer = Running(settings, alerts, tmp_path)
     try:
         produced_at = produce(settings, reports())
         wait_until(lambda: webhook.received, 30, "the webhook alert", interval=0.02)
@@ -286,6 +288,20 @@ def test_one_alert_per_story_exactly_once_with_dead_letter_and_email(
     assert sorted(body["sources"]) == ["Harbor Times", "Meridian Post"]  # both outlets, not the wire copy
     assert body["id"] == dedup_key(hook.id, "story-nk", "new")
     assert latency < 5.0 and warm < 5.0
+    polled = datetime.fromisoformat(body["polled_at"])  # the first report's poll time, as produced
+    assert abs(polled.timestamp() - produced_at) < 1.0, (polled, produced_at)
+
+    # The stage's heartbeat: what `newsflow status` and `newsflow run` show.
+    (name, beat), *others = status.read_all(tmp_path).items()
+    assert not others and name.startswith("alerts-") and beat["state"] == "stopped"
+    assert {k: beat[k] for k in ("consumed", "claimed", "sent", "dead", "pending")} == {
+        "consumed": 4,  # three reports of story-nk, one of story-nk2
+        "claimed": 6,
+        "sent": 4,  # two webhook, two email
+        "dead": 2,  # the unreachable webhook, once per story
+        "pending": 0,
+    }
+    assert 0 < beat["last_latency_s"] <= beat["max_latency_s"] < 5.0
 
     assert len(box.messages) == 2
     msg = box.messages[0]
@@ -297,13 +313,13 @@ def test_one_alert_per_story_exactly_once_with_dead_letter_and_email(
     assert failure["attempts"] == alerts.attempts and "Connect" in failure["last_error"]
     assert failure["deliveries"][0]["target"] == dead_url
     sent = alert_log.get(dedup_key(mail.id, "story-nk", "new"))
-    assert sent is not None and sent["_source"]["status"] == "sent"
+    assert sent is not None and sent["_source"]["status"] == "sent" and 0 < sent["_source"]["latency_s"] < 5.0
     logged = alert_log.recent()
     assert {a["subscription_name"] for a in logged} == {"nk", "nk-broken", "nk-mail"} and len(logged) == 6
 
     # Replays: a fresh consumer group re-reads everything, and the same messages are produced again.
     replay = alerts.model_copy(update={"group_id": f"{alerts.group_id}-replay"})
-    again = Running(settings, replay)
+    again = Running(settings, replay, tmp_path / "replay")
     try:
         produce(settings, reports())
         wait_until(lambda: committed(settings, replay.group_id) >= 7, 30, "the replay consumed", interval=0.2)

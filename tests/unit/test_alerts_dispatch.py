@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import ValidationError
 
 from pipeline.alerts.dispatch import (
+    Figures,
     Logged,
     PermanentError,
     backoff_delays,
     decide,
+    latency,
     overall,
     webhook_payload,
     with_retries,
@@ -159,3 +161,21 @@ def test_percolated_document_carries_story_sources_and_entities() -> None:
     doc = story_document(e)
     assert doc["source"] == ["Harbor Times", "Meridian Post"]
     assert doc["entities"]["person"] == ["Kim Jong Un"]
+
+
+def test_alert_carries_the_poll_time_and_latency_is_measured_from_it() -> None:
+    article = enriched("a1", ["Harbor Times"]).model_copy(update={"fetched_at": NOW})
+    alert = decide(article, [sub()], {}, update_after=3)[0].alert
+    assert alert.polled_at == NOW and webhook_payload(alert, sub(), WebhookChannel(url="http://x"))["polled_at"]
+    assert latency(alert, NOW + timedelta(seconds=1.25)) == 1.25
+    assert latency(alert.model_copy(update={"polled_at": None}), NOW) is None
+
+
+def test_figures_count_outcomes_and_keep_latency_of_delivered_alerts_only() -> None:
+    figures = Figures()
+    figures.delivered("sent", 1.5)
+    figures.delivered("dead", 9.0)  # a dead alert never arrived: no latency
+    figures.delivered("partial", 0.5)
+    figures.delivered("cancelled", None)
+    assert (figures.sent, figures.partial, figures.dead, figures.cancelled) == (1, 1, 1, 1)
+    assert (figures.last_latency_s, figures.max_latency_s) == (0.5, 1.5)

@@ -136,3 +136,12 @@ def test_status_line_from_written_heartbeats(tmp_path: Path) -> None:
     assert line.startswith("feeds polled 2 (failed 2) | articles 0 |")
     assert "dead letters 4" in line
     assert OFFLINE in line
+
+
+def test_status_line_adds_up_alerting_processes_once_they_report() -> None:
+    beats = {
+        "alerts-101": {"claimed": 5, "sent": 3, "partial": 1, "dead": 1},
+        "alerts-102": {"claimed": 2, "sent": 2, "partial": 0, "dead": 0},
+    }
+    assert status_line(beats).endswith(" | indexed 0 | dead letters 0 | alerts sent 6 (dead 1)")
+    assert "alerts" not in status_line({"poller": {"polled": 1}})
