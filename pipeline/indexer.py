@@ -11,12 +11,15 @@ again after a crash or a consumer-group rebalance overwrites itself instead of d
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,18 +33,29 @@ from pipeline.models import DeadLetter, EnrichedArticle
 from pipeline.search import BulkOutcome, SearchBackend, connect
 from pipeline.search.backend import describe_unreachable
 from pipeline.search.documents import bulk_actions, unindexable_reason
+from pipeline.search.encoding import encode_action
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 
+Item = tuple[dict[str, Any], bytes]  # a bulk action and its encoded lines
+# Tracked objects a batch allocates per article (model, entities, story, document, action), roughly: the
+# collector's young generation is sized to a few batches of them (see `_collector_for_batches`).
+_GC_OBJECTS_PER_ARTICLE = 100
+
 
 @dataclass
 class Prepared:
-    """One batch ready to send: parsed messages (with their records), early dead letters, bulk actions."""
+    """One batch ready to send: parsed messages (with their records), early dead letters, bulk actions with
+    their encoded lines."""
 
     parsed: list[tuple[ConsumerRecord, EnrichedArticle]]
     dead: list[DeadLetter]
-    actions: list[dict[str, Any]]
+    items: list[Item]
+
+    @property
+    def actions(self) -> list[dict[str, Any]]:
+        return [a for a, _ in self.items]
 
 
 @dataclass
@@ -59,9 +73,52 @@ class IndexerStats:
     dead_letters: int = 0
     retries: int = 0
     uncommitted_batches: int = 0  # indexed, but the group rebalanced before the commit: they come again
+    stale_snapshots_skipped: int = 0  # story snapshots older than one already acknowledged: not sent
     last_error: str | None = None
     started: float = field(default_factory=time.time)
     last_commit_at: float | None = None  # time.monotonic() of the last successful commit (benchmarks)
+
+
+class StoryRevisions:
+    """The newest story revision this indexer knows the engine holds, for the most recently written stories.
+
+    Story documents are written with external versioning, so a snapshot older than the indexed one is refused
+    (409) anyway; with several partitions, snapshots of one story arrive out of order and many are. Knowing
+    the acknowledged revision lets the indexer leave those out of the request instead of making the engine
+    parse and refuse them. Only acknowledged writes count (a 409 also proves the engine holds a newer one),
+    so a snapshot is skipped only when the engine would refuse it; equal revisions are still sent (a replay
+    rewrites itself, as before). Bounded: the least recently written stories are forgotten first, which only
+    means their old snapshots are sent and refused by the engine as before.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._known: dict[str, int] = {}
+
+    def drop_stale(self, items: list[Item]) -> list[Item]:
+        """The items without story snapshots older than the acknowledged revision of their story."""
+        known = self._known
+        if not known:
+            return items
+        return [
+            (a, line)
+            for a, line in items
+            if "version_type" not in a or a["version"] >= known.get(a["_id"], a["version"])
+        ]
+
+    def record(self, outcomes: list[BulkOutcome]) -> None:
+        """Remember the revisions the engine acknowledged (written, or refused because it holds a newer one)."""
+        if self.capacity <= 0:
+            return
+        known = self._known
+        for o in outcomes:
+            if "version_type" not in o.action or not (o.ok or o.stale_version):
+                continue
+            story, revision = o.action["_id"], o.action["version"]
+            revision = max(revision, known.pop(story, revision))
+            known[story] = revision  # re-inserted: the newest entries are at the end
+        while len(known) > self.capacity:
+            del known[next(iter(known))]
 
 
 class Indexer:
@@ -71,6 +128,7 @@ class Indexer:
         self.settings = settings
         self.backend = backend or connect(settings.search)
         self.stats = IndexerStats()
+        self._story_revisions = StoryRevisions(settings.indexer.story_revision_cache)
         self._stop = threading.Event()
         self._producer = bus.producer(settings)
         self.consumer = KafkaConsumer(
@@ -94,24 +152,31 @@ class Indexer:
         """Index until stopped (or, for tests and the demo, until nothing arrived for `idle_exit_s`).
 
         One batch is in flight at a time: while the search engine works on batch N, batch N+1 is fetched,
-        parsed and turned into bulk actions. Batch N is settled (dead letters sent, offsets committed) before
-        N+1 is sent, so offsets are still committed in order and only after their documents are acknowledged.
+        parsed and turned into bulk actions; N+1 is sent as soon as N is acknowledged, and N is settled (dead
+        letters sent, offsets committed) while N+1 is in flight. Offsets are still committed in order and only
+        after their documents are acknowledged; the writer thread never touches Kafka.
         """
         last_data = time.monotonic()
         in_flight: tuple[list[ConsumerRecord], Future[Written]] | None = None
         try:
             self._setup_indices()
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bulk") as pool:
+            young = self.settings.search.bulk_max_docs * _GC_OBJECTS_PER_ARTICLE
+            with _collector_for_batches(young), ThreadPoolExecutor(max_workers=1, thread_name_prefix="bulk") as pool:
                 while not self._stop.is_set():
-                    batch = self._collect_batch()
+                    # With a batch in flight, take only what is already fetched: if nothing is, settle that
+                    # batch first instead of holding its commit back for a whole poll timeout.
+                    batch = self._collect_batch(first_wait_ms=0 if in_flight is not None else None)
                     prepared = self._prepare(batch) if batch else None
+                    done = None
                     if in_flight is not None:
-                        self._settle(in_flight[0], in_flight[1].result())
+                        done = (in_flight[0], in_flight[1].result())
                         in_flight = None
                     if prepared is not None:
                         in_flight = (batch, pool.submit(self._write, prepared))
                         last_data = time.monotonic()
-                    elif idle_exit_s is not None and time.monotonic() - last_data > idle_exit_s:
+                    if done is not None:  # acknowledged: settle it while the engine works on the next batch
+                        self._settle(*done)
+                    if prepared is None and idle_exit_s is not None and time.monotonic() - last_data > idle_exit_s:
                         break
                     status.write("indexer", self._status())
                 if in_flight is not None:
@@ -144,12 +209,13 @@ class Indexer:
     def _backoff(self, attempt: int) -> float:
         return min(self.settings.search.retry_backoff_max_s, self.settings.search.retry_backoff_s * 2**attempt)
 
-    def _collect_batch(self) -> list[ConsumerRecord]:
-        """Gather records until the batch is full or `bulk_max_seconds` has passed since the first one."""
+    def _collect_batch(self, first_wait_ms: int | None = None) -> list[ConsumerRecord]:
+        """Gather records until the batch is full or `bulk_max_seconds` has passed since the first one.
+        Until a first record arrives, wait at most `first_wait_ms` (default `indexer.poll_timeout_ms`)."""
         records: list[ConsumerRecord] = []
         deadline: float | None = None
         while len(records) < self.settings.search.bulk_max_docs and not self._stop.is_set():
-            timeout = self.settings.indexer.poll_timeout_ms
+            timeout = self.settings.indexer.poll_timeout_ms if first_wait_ms is None else first_wait_ms
             if deadline is not None:
                 timeout = max(0, int((deadline - time.monotonic()) * 1000))
             polled = self.consumer.poll(
@@ -168,15 +234,20 @@ class Indexer:
         self._settle(records, self._write(self._prepare(records)))
 
     def _prepare(self, records: list[ConsumerRecord]) -> Prepared:
-        """Parse messages and build bulk actions (CPU work, done while the previous batch is being written)."""
+        """Parse messages, build bulk actions and encode them: the CPU work, done in the consumer's thread
+        while the previous batch is being written, so the writer thread only waits on the engine."""
         topic = self.settings.kafka.topics.enriched
         parsed, dead = parse_batch(records, topic)
-        return Prepared(parsed, dead, bulk_actions([a for _, a in parsed], self.settings.search.indices))
+        actions = bulk_actions([a for _, a in parsed], self.settings.search.indices)
+        return Prepared(parsed, dead, [(a, encode_action(a)) for a in actions])
 
     def _write(self, batch: Prepared) -> Written:
         """Bulk-write one batch, retrying transient failures. No Kafka calls: it runs in the writer thread."""
         topic = self.settings.kafka.topics.enriched
-        outcomes = self._write_with_retries(batch.actions)
+        items = self._story_revisions.drop_stale(batch.items)
+        self.stats.stale_snapshots_skipped += len(batch.items) - len(items)
+        outcomes = self._write_with_retries(items)
+        self._story_revisions.record(outcomes)
         rejected = [o for o in outcomes if not o.ok and not o.stale_version]
         dead = batch.dead + rejection_letters(rejected, batch.parsed, topic)
         stories = self.settings.search.indices.stories
@@ -204,14 +275,14 @@ class Indexer:
             return
         self.stats.last_commit_at = time.monotonic()
 
-    def _write_with_retries(self, actions: list[dict[str, Any]]) -> list[BulkOutcome]:
+    def _write_with_retries(self, items: list[Item]) -> list[BulkOutcome]:
         """Retry only the failed, retryable items until none is left; returns every item's final outcome."""
-        pending, attempt = actions, 0
+        pending, attempt = items, 0
         final: list[BulkOutcome] = []
         while pending:
-            outcomes = self.backend.bulk(pending)
+            outcomes = self.backend.bulk([a for a, _ in pending], [line for _, line in pending])
             final.extend(o for o in outcomes if not o.retryable)
-            pending = [o.action for o in outcomes if o.retryable]
+            pending = [item for item, o in zip(pending, outcomes, strict=True) if o.retryable]
             if not pending:
                 break
             if self._stop.is_set():
@@ -239,6 +310,27 @@ class Indexer:
             "last_error": self.stats.last_error,
             "backend": self.backend.kind,
         }
+
+
+@contextmanager
+def _collector_for_batches(young_objects: int) -> Iterator[None]:
+    """Keep Python's cycle collector from running dozens of times per batch.
+
+    A batch allocates tens of thousands of short-lived objects (models, documents, actions) that hold no
+    cycles and are freed by reference counting; with the default thresholds the collector still runs every
+    700 allocations, promotes the batch in flight into older generations and rescans them, and its full
+    collections walk every module and client object. That was a third of the indexer's CPU. So what is alive
+    at start is frozen (never scanned), and the young generation is collected every `young_objects`
+    allocations instead. Both are restored on exit; cycles, if any, are still collected, only less often.
+    """
+    threshold = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(max(threshold[0], young_objects), *threshold[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        gc.unfreeze()
 
 
 def parse_records(records: list[ConsumerRecord], topic: str) -> tuple[list[EnrichedArticle], list[DeadLetter]]:

@@ -162,6 +162,9 @@ class EntitySettings(_Section):
 class IndexerSettings(_Section):
     group_id: str = "newsflow-indexer"
     poll_timeout_ms: int = Field(1000, ge=10)
+    story_revision_cache: int = Field(
+        100_000, ge=0, description="stories whose acknowledged revision is remembered to skip stale snapshots"
+    )
 
 
 class AlertSettings(_Section):

@@ -7,7 +7,7 @@ The two clients expose the same API shape for what newsflow needs, so the shared
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import httpx
 
 from pipeline.errors import StackError
+from pipeline.search.encoding import OpenSearchOrjsonSerializer, encode_bulk
 from pipeline.search.templates import (
     article_index,
     article_index_pattern,
@@ -28,6 +29,9 @@ from pipeline.settings import SearchSettings
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+# All the indexer reads from a bulk answer: items are matched by position, so their ids are not needed, and a
+# smaller answer is read and decoded sooner (every item keeps its `status`, so positions are preserved).
+BULK_FILTER_PATH = "errors,items.*.status,items.*.error"
 _IDS_PER_QUERY = 1000
 
 
@@ -190,36 +194,44 @@ class SearchBackend:
         return int(result.get("created", 0)) + int(result.get("updated", 0))
 
     # --- writes --------------------------------------------------------------------------------------------
-    def bulk(self, actions: list[dict[str, Any]]) -> list[BulkOutcome]:
-        """Send actions; returns one outcome per action in order. Transport failures mark every item retryable."""
-        helper = self._bulk_helper()
-        by_key = {(a["_index"], a["_id"]): a for a in actions}
-        outcomes: dict[tuple[str, str], BulkOutcome] = {}
+    def bulk(self, actions: list[dict[str, Any]], encoded: Sequence[bytes] | None = None) -> list[BulkOutcome]:
+        """Send the actions in one bulk request; returns one outcome per action, in order. `encoded`, when
+        given, holds each action already encoded (`encoding.encode_action`), so the caller can do that work
+        away from the thread that waits on the engine.
+
+        The request body is built here with orjson rather than through the client's bulk helper: the helper
+        re-encodes every line through the client's serializer, chunks, and retries 429s on its own schedule,
+        while the indexer sizes its batches and retries failed items itself. The engine answers items in
+        request order, so outcomes are matched by position (a duplicate id in one batch stays two items).
+        A transport failure, or an HTTP error for the whole request, gives every item that status (0 when
+        there is none, e.g. connection refused or a timeout: retryable).
+        """
+        if not actions:
+            return []
+        if encoded is not None and len(encoded) != len(actions):
+            raise ValueError(f"{len(encoded)} encoded actions for {len(actions)} actions")
         try:
-            # The helper retries 429s itself and then yields those items late, so match results by key.
-            for ok, item in helper(
-                self.client,
-                actions,
-                chunk_size=max(1, len(actions)),  # the caller sized the batch: one request, not a 500 + 50 split
-                raise_on_error=False,
-                raise_on_exception=False,
-                max_retries=2,
-                initial_backoff=self.settings.retry_backoff_s,
-                max_backoff=self.settings.retry_backoff_max_s,
-            ):
-                result = next(iter(item.values()))
-                key = (result.get("_index", ""), str(result.get("_id", "")))
-                action = by_key.get(key)
-                if action is None:
-                    continue
-                status = _status(result.get("status"))
-                error = None if ok else _reason(result.get("error") or result.get("exception"))
-                outcomes[key] = BulkOutcome(action, ok, status, error)
-        except Exception as exc:  # connection refused, timeouts: the engine is down, everything left is retryable
-            failure = f"{type(exc).__name__}: {exc}"
-            return [outcomes.get(k) or BulkOutcome(a, False, 0, failure) for k, a in by_key.items()]
-        missing = "no result for this item"
-        return [outcomes.get(k) or BulkOutcome(a, False, 0, missing) for k, a in by_key.items()]
+            body = b"".join(encoded) if encoded is not None else encode_bulk(actions)
+            response = self._send_bulk(body)
+        except Exception as exc:  # engine down, timeout, whole-request HTTP error
+            status, failure = _request_failure(exc)
+            return [BulkOutcome(a, False, status, failure) for a in actions]
+        items = response.get("items") or []
+        outcomes: list[BulkOutcome] = []
+        for i, action in enumerate(actions):
+            if i >= len(items):
+                outcomes.append(BulkOutcome(action, False, 0, "no result for this item"))
+                continue
+            result = next(iter(items[i].values()))
+            status = _status(result.get("status"))
+            error = result.get("error")
+            ok = error is None and 200 <= status < 300
+            outcomes.append(BulkOutcome(action, ok, status, None if ok else _reason(error or f"status {status}")))
+        return outcomes
+
+    def _send_bulk(self, body: bytes) -> dict[str, Any]:
+        """POST an NDJSON body to `_bulk`; the two clients name the body parameter differently."""
+        raise NotImplementedError
 
     def refresh(self) -> None:
         names = ",".join([self.settings.indices.articles, self.settings.indices.stories])
@@ -265,6 +277,14 @@ def _status(value: Any) -> int:
         return 0
 
 
+def _request_failure(exc: BaseException) -> tuple[int, str]:
+    """Status and message for a bulk request that failed as a whole. Both clients put the HTTP status of an
+    error answer in `status_code` (opensearch-py says "N/A" and elasticsearch-py has none for transport
+    failures): no HTTP status means 0, i.e. retryable."""
+    status = _status(getattr(exc, "status_code", None))
+    return status, f"{type(exc).__name__}: {exc}"
+
+
 def _reason(error: Any) -> str:
     if isinstance(error, dict):
         reason = f"{error.get('type', 'error')}: {error.get('reason', '')}"
@@ -285,7 +305,11 @@ class OpenSearchBackend(SearchBackend):
             http_auth=auth,
             verify_certs=settings.verify_certs,
             timeout=settings.request_timeout_s,
+            serializer=OpenSearchOrjsonSerializer(),
         )
+
+    def _send_bulk(self, body: bytes) -> dict[str, Any]:
+        return dict(self.client.bulk(body=body, filter_path=BULK_FILTER_PATH))
 
     def _bulk_helper(self) -> Callable[..., Iterable[tuple[bool, dict[str, Any]]]]:
         from opensearchpy.helpers import streaming_bulk
@@ -298,6 +322,7 @@ class ElasticsearchBackend(SearchBackend):
 
     def _make_client(self, settings: SearchSettings) -> Any:
         from elasticsearch import Elasticsearch
+        from elasticsearch.serializer import OrjsonSerializer
 
         auth = (settings.username, settings.password or "") if settings.username else None
         return Elasticsearch(
@@ -305,7 +330,11 @@ class ElasticsearchBackend(SearchBackend):
             basic_auth=auth,
             verify_certs=settings.verify_certs,
             request_timeout=settings.request_timeout_s,
+            serializer=OrjsonSerializer(),
         )
+
+    def _send_bulk(self, body: bytes) -> dict[str, Any]:
+        return dict(self.client.bulk(operations=body, filter_path=BULK_FILTER_PATH).body)
 
     def _bulk_helper(self) -> Callable[..., Iterable[tuple[bool, dict[str, Any]]]]:
         from elasticsearch.helpers import streaming_bulk

@@ -12,9 +12,19 @@ import pytest
 from kafka import TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from pipeline.indexer import commit_offsets, parse_batch, parse_records, rejection_letters
+from pipeline.indexer import (
+    Indexer,
+    IndexerStats,
+    StoryRevisions,
+    commit_offsets,
+    parse_batch,
+    parse_records,
+    rejection_letters,
+)
 from pipeline.models import DeadLetter, EnrichedArticle
-from pipeline.search.backend import RETRYABLE_STATUS, BulkOutcome, describe_unreachable
+from pipeline.search.backend import RETRYABLE_STATUS, BulkOutcome, SearchBackend, describe_unreachable
+from pipeline.search.encoding import encode_action
+from pipeline.settings import SearchSettings, Settings
 
 TOPIC = "t.enriched"
 
@@ -204,3 +214,124 @@ def test_rejected_articles_are_dead_lettered_with_their_original_message_and_pos
     assert article.reason.startswith("rejected by search engine (a-2024.03/a1): mapper_parsing_exception")
     assert json.loads(story.payload) == {"story_id": "s1"}  # a snapshot: the refused document itself
     assert "s/s1" in story.reason and story.offset is None
+
+
+# --- stale story snapshots ---------------------------------------------------------------------------------
+
+
+def _story_action(story_id: str, revision: int) -> dict[str, Any]:
+    return {**STORY_ACTION, "_id": story_id, "version": revision, "_source": {"revision": revision}}
+
+
+def _items(*actions: dict[str, Any]) -> list[tuple[dict[str, Any], bytes]]:
+    return [(a, encode_action(a)) for a in actions]
+
+
+def test_story_snapshots_older_than_an_acknowledged_revision_are_dropped() -> None:
+    known = StoryRevisions(capacity=100)
+    known.record([
+        BulkOutcome(_story_action("s1", 5), True, 200),
+        BulkOutcome(_story_action("s2", 3), False, 409, "version_conflict"),  # the engine holds a newer one
+        BulkOutcome(_story_action("s3", 7), False, 400, "mapper_parsing_exception"),  # refused: proves nothing
+        BulkOutcome(_story_action("s4", 9), False, 503, "unavailable"),  # not written: proves nothing
+        BulkOutcome(ARTICLE_ACTION, True, 201),  # articles are not versioned: never dropped
+    ])
+    items = _items(
+        _story_action("s1", 4), _story_action("s1", 5), _story_action("s1", 6),
+        _story_action("s2", 2), _story_action("s3", 1), _story_action("s4", 1), ARTICLE_ACTION,
+    )
+    kept = [(a["_id"], a.get("version")) for a, _ in known.drop_stale(items)]
+    # equal revisions are still sent: a replay rewrites itself exactly as before
+    assert kept == [("s1", 5), ("s1", 6), ("s3", 1), ("s4", 1), ("1", None)]
+    assert all(line == encode_action(a) for a, line in known.drop_stale(items))
+
+
+def test_story_revisions_only_go_up_and_forget_the_least_recent_stories_first() -> None:
+    known = StoryRevisions(capacity=2)
+    known.record([BulkOutcome(_story_action("s1", 5), True, 200)])
+    known.record([BulkOutcome(_story_action("s1", 2), False, 409, "conflict")])  # a lower bound never lowers
+    assert known.drop_stale(_items(_story_action("s1", 4))) == []
+    known.record([BulkOutcome(_story_action("s2", 1), True, 200), BulkOutcome(_story_action("s3", 1), True, 200)])
+    assert [a["_id"] for a, _ in known.drop_stale(_items(_story_action("s1", 1)))] == ["s1"]  # forgotten: sent
+    assert known.drop_stale(_items(_story_action("s3", 0))) == []
+    off = StoryRevisions(capacity=0)
+    off.record([BulkOutcome(_story_action("s1", 5), True, 200)])
+    assert len(off.drop_stale(_items(_story_action("s1", 1)))) == 1
+
+
+# --- the write path with retries (a stub engine, no Kafka) -------------------------------------------------
+
+
+class ScriptedBackend(SearchBackend):
+    """Answers bulk requests from a script of per-item statuses, recording what each request carried."""
+
+    kind = "scripted"
+
+    def __init__(self, *answers: list[int]) -> None:
+        super().__init__(SearchSettings())
+        self.answers = list(answers)
+        self.requests: list[list[bytes]] = []
+
+    def _make_client(self, settings: SearchSettings) -> Any:
+        return None
+
+    def _send_bulk(self, body: bytes) -> dict[str, Any]:
+        lines = body.splitlines(keepends=True)
+        self.requests.append([a + b for a, b in zip(lines[::2], lines[1::2], strict=True)])
+        statuses = self.answers.pop(0)
+        assert len(statuses) == len(self.requests[-1])
+        items = [{"index": {"status": s, **({} if s < 300 else {"error": {"type": f"e{s}", "reason": "r"}})}}
+                 for s in statuses]
+        return {"errors": any(s >= 300 for s in statuses), "items": items}
+
+
+def _indexer(backend: SearchBackend) -> Indexer:
+    """The indexer's write path without Kafka clients (they are only used by the loop and `_settle`)."""
+    import threading
+
+    settings = Settings()
+    settings = settings.model_copy(
+        update={"search": settings.search.model_copy(update={"retry_backoff_s": 0.001, "retry_backoff_max_s": 0.01})}
+    )
+    indexer = Indexer.__new__(Indexer)
+    indexer.settings, indexer.backend, indexer.stats = settings, backend, IndexerStats()
+    indexer._story_revisions = StoryRevisions(settings.indexer.story_revision_cache)
+    indexer._stop = threading.Event()
+    return indexer
+
+
+def _records(*ids: str) -> list[Record]:
+    return [Record(TOPIC, 0, n, _enriched(i)) for n, i in enumerate(ids)]
+
+
+def test_only_failed_items_are_retried_and_a_rejected_article_is_dead_lettered() -> None:
+    # three articles without story snapshots: a1 goes in, a2 is busy twice, a3 is refused for its content
+    backend = ScriptedBackend([201, 429, 400], [503], [201])
+    indexer = _indexer(backend)
+    written = indexer._write(indexer._prepare(_records("a1", "a2", "a3")))  # type: ignore[arg-type]
+
+    first, second, third = backend.requests
+    assert len(first) == 3
+    assert second == [first[1]] == third  # only a2, the retryable one, and byte for byte the same lines
+    assert indexer.stats.retries == 2
+    assert written.indexed == 2  # a1 and, after two retries, a2
+    assert [d.offset for d in written.dead] == [2]  # a3: refused for its content, with its position
+    assert written.dead[0].reason.startswith("rejected by search engine")
+
+
+def test_a_stale_snapshot_is_not_sent_once_a_newer_one_is_acknowledged() -> None:
+    def with_story(article_id: str, revision: int) -> bytes:
+        from pipeline.models import Story
+
+        article = EnrichedArticle.model_validate_json(_enriched(article_id))
+        story = Story(story_id="s1", title="t", first_seen=article.published, last_seen=article.published,
+                      revision=revision)
+        return article.model_copy(update={"story": story}).model_dump_json().encode()
+
+    backend = ScriptedBackend([201, 200], [201])
+    indexer = _indexer(backend)
+    indexer._write(indexer._prepare([Record(TOPIC, 0, 0, with_story("a1", 4))]))  # type: ignore[list-item]
+    written = indexer._write(indexer._prepare([Record(TOPIC, 1, 0, with_story("a2", 2))]))  # type: ignore[list-item]
+    assert [len(r) for r in backend.requests] == [2, 1]  # the second batch: the article only
+    assert written.indexed == 1 and written.dead == []
+    assert indexer.stats.stale_snapshots_skipped == 1
