@@ -194,6 +194,18 @@ class AlertSettings(_Section):
     orphan_after_s: float = Field(30.0, gt=0, description="pending alerts older than this are resumed by any worker")
     poll_timeout_ms: int = Field(200, ge=10)
     test_stories: int = Field(50, ge=1, le=1000, description="stories a subscription `test` shows at most")
+    digest_index: str = Field(
+        "newsflow-digest-items", description="matches of hourly/daily subscriptions waiting for their digest"
+    )
+    hourly_period_s: int = Field(3600, ge=1, description="length of an `hourly` digest period (shorter in tests)")
+    daily_period_s: int = Field(
+        86_400, ge=1, description="length of a `daily` digest period; periods align to the epoch (UTC midnight)"
+    )
+    digest_grace_s: float = Field(
+        10.0, ge=0, description="a period is flushed this long after it ends, so matches written at its end are in"
+    )
+    digest_check_s: float = Field(5.0, gt=0, description="how often the alerting stage looks for digests due")
+    digest_max_stories: int = Field(200, ge=1, description="stories in one digest at most; the rest go in the next")
 
 
 class ApiKey(_Section):

@@ -40,6 +40,7 @@ def isolated_env(prefix: str, tmp_path: Path) -> dict[str, str]:
         "NEWSFLOW_ALERTS__SUBSCRIPTIONS_INDEX": f"{prefix}-subscriptions",
         "NEWSFLOW_ALERTS__ALERTS_INDEX": f"{prefix}-alerts",
         "NEWSFLOW_ALERTS__GROUP_ID": f"{prefix}-alerts",
+        "NEWSFLOW_ALERTS__DIGEST_INDEX": f"{prefix}-digest-items",
         "NEWSFLOW_POLLER__SEEN_DB": str(tmp_path / "seen.sqlite"),
         "NEWSFLOW_POLLER__ALLOW_PRIVATE_HOSTS": '["127.0.0.1"]',
         "NEWSFLOW_SEARCH__BULK_MAX_SECONDS": "0.3",

@@ -1,4 +1,4 @@
-"""`newsflow subscriptions add|list|show|rm|test`, `newsflow alerts [log|run]` and `newsflow api [serve|key]`.
+"""`newsflow subscriptions add|list|show|rm|test`, `newsflow alerts [log|run|digest]`, `newsflow api [serve|key]`.
 
 `add_parsers(cmd)` takes the `cmd(name, handler, help)` helper of `cli.build_parser`. The CLI is the operator's
 tool: it acts for any owner given with `--owner` (default `$USER`); the REST API acts only for its key's owner.
@@ -10,8 +10,18 @@ import argparse
 import getpass
 import json
 from collections.abc import Callable
+from datetime import datetime
+from typing import get_args
 
-from pipeline.alerts.models import Channel, EmailChannel, EntityFilter, KafkaChannel, Subscription, WebhookChannel
+from pipeline.alerts.models import (
+    Channel,
+    EmailChannel,
+    EntityFilter,
+    Frequency,
+    KafkaChannel,
+    Subscription,
+    WebhookChannel,
+)
 from pipeline.alerts.store import SubscriptionStore
 from pipeline.errors import QueryError
 from pipeline.report import parse_since
@@ -39,6 +49,12 @@ def add_parsers(cmd: Cmd) -> None:
     p.add_argument("--email", action="append", default=[], metavar="ADDRESS")
     p.add_argument("--kafka", action="append", default=[], metavar="TOPIC")
     p.add_argument("--no-updates", action="store_true", help="only the first alert per story")
+    p.add_argument(
+        "--frequency",
+        choices=get_args(Frequency),
+        default="instant",
+        help="instant: one alert per story as it breaks; hourly/daily: one digest per period",
+    )
     p = ssub.add_parser("list", help="your subscriptions")
     p.add_argument("--json", action="store_true")
     p = ssub.add_parser("show", help="one subscription in full (JSON)")
@@ -48,10 +64,11 @@ def add_parsers(cmd: Cmd) -> None:
     p = ssub.add_parser("test", help="recent stories that would have matched")
     p.add_argument("id")
     p.add_argument("--since", default="7d", help="how far back, e.g. 24h, 7d")
-    sp = cmd("alerts", cmd_alerts, "the alert delivery log, or run the alerting stage")
-    sp.add_argument("action", nargs="?", choices=["log", "run"], default="log")
-    sp.add_argument("--owner", help="only this owner's alerts")
-    sp.add_argument("--size", type=int, default=20)
+    sp = cmd("alerts", cmd_alerts, "the alert delivery log, run the alerting stage, or send the digests due")
+    sp.add_argument("action", nargs="?", choices=["log", "run", "digest"], default="log")
+    sp.add_argument("--owner", help="`log`: only this owner's alerts")
+    sp.add_argument("--size", type=int, default=20, help="`log`: how many")
+    sp.add_argument("--now", action="store_true", help="`digest`: also send the current, unfinished periods")
     sp = cmd("api", cmd_api, "serve the subscriptions REST API (OpenAPI at /docs), or make an API key")
     sp.add_argument("action", nargs="?", choices=["serve", "key"], default="serve")
     sp.add_argument("--owner", help="`key`: the owner the new key acts for")
@@ -102,6 +119,7 @@ def cmd_subscriptions(args: argparse.Namespace, settings: Settings) -> int:
                 languages=args.language,
                 channels=_channels(args),
                 updates=not args.no_updates,
+                frequency=args.frequency,
             )
         except ValidationError as exc:
             first = exc.errors()[0]
@@ -118,7 +136,7 @@ def cmd_subscriptions(args: argparse.Namespace, settings: Settings) -> int:
                 print(s.model_dump_json())
             else:
                 targets = ", ".join(f"{c.type}" for c in s.channels)
-                print(f"{s.id}  {s.name}  {s.query!r}  [{targets}]")
+                print(f"{s.id}  {s.name}  {s.query!r}  [{targets}]  {s.frequency}")
         return 0
     if action == "rm":
         if not store.delete(args.id, args.owner):
@@ -147,12 +165,45 @@ def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
         from pipeline.alerts.consumer import run
 
         return run(settings)
+    if args.action == "digest":
+        return send_digests(settings, early=args.now)
     for a in AlertLog(connect(settings.search), settings.alerts).recent(args.owner, args.size):
         fields = ("created_at", "status", "kind", "subscription_name", "title", "attempts", "latency_s")
         line = {k: a.get(k) for k in fields}
         if a.get("last_error"):
             line["last_error"] = a["last_error"]
         print(json.dumps(line, ensure_ascii=False))
+    return 0
+
+
+def send_digests(settings: Settings, *, early: bool) -> int:
+    """`newsflow alerts digest [--now]`: seal and deliver the digests due (as the alerting stage does every
+    `alerts.digest_check_s`), one line each. A digest already sent for its period is never sent again."""
+    from pipeline.alerts.dispatch import Dispatcher
+    from pipeline.alerts.messages import period_label
+    from pipeline.search import connect
+
+    alerts = settings.alerts
+    backend = connect(settings.search)
+    dispatcher = Dispatcher(settings, alerts, backend)
+    try:
+        dispatcher.setup()
+        keys = dispatcher.flush_digests(early=early)
+        for key, outcome in zip(keys, dispatcher.deliver(keys), strict=True):
+            doc = dispatcher.log.get(key)
+            d = doc["_source"] if doc else {}
+            period = period_label(*(datetime.fromisoformat(d[k]) for k in ("period_start", "period_end")))
+            error = f" ({d['last_error']})" if d.get("last_error") else ""
+            print(
+                f"{d.get('subscription_name')} ({d.get('owner')}): {d.get('title')}, {period} -> "
+                f"{outcome or 'left for a retry'}{error}"
+            )
+        if not keys:
+            hint = "" if early else " (--now also sends the current, unfinished periods)"
+            print(f"no digest due{hint}")
+    finally:
+        dispatcher.close()
+        backend.close()
     return 0
 
 

@@ -3,7 +3,8 @@
 At least once, and still exactly one alert: offsets are committed only after the claims of a poll's articles
 are written to the alerts log; a replay (crash, rebalance, a fresh consumer group) claims the same dedup keys
 again, gets 409s and sends nothing. Delivery runs from the log on a thread pool, so a dead webhook retrying
-never stops the consumer or any other alert. Each process reports a heartbeat (`alerts-<pid>`) for
+never stops the consumer or any other alert. Between polls the stage also flushes the digests whose period ended.
+Each process reports a heartbeat (`alerts-<pid>`) for
 `newsflow status` and `newsflow run`'s status line.
 """
 
@@ -19,7 +20,7 @@ from kafka import KafkaConsumer
 from pydantic import ValidationError
 
 from pipeline import status
-from pipeline.alerts.dispatch import Dispatcher
+from pipeline.alerts.dispatch import Clock, Dispatcher, utc_now
 from pipeline.models import EnrichedArticle
 from pipeline.search import connect
 from pipeline.settings import AlertSettings, Settings
@@ -49,15 +50,21 @@ def parse(raw: bytes) -> EnrichedArticle | None:
         return None
 
 
-def run(settings: Settings, alerts: AlertSettings | None = None, stop: threading.Event | None = None) -> int:
-    """`newsflow alerts run`: consume until `stop` is set (or SIGTERM/SIGINT in the main thread)."""
+def run(
+    settings: Settings,
+    alerts: AlertSettings | None = None,
+    stop: threading.Event | None = None,
+    clock: Clock = utc_now,
+) -> int:
+    """`newsflow alerts run`: consume until `stop` is set (or SIGTERM/SIGINT in the main thread). `clock` decides
+    digest periods (a test moves it past a period's end instead of waiting for it)."""
     alerts = alerts or settings.alerts
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
     backend = connect(settings.search)
-    dispatcher = Dispatcher(settings, alerts, backend)
+    dispatcher = Dispatcher(settings, alerts, backend, clock=clock)
     dispatcher.setup()
     consumer = make_consumer(settings, alerts)
     beat = f"alerts-{os.getpid()}"  # one file per process: the status line adds them up

@@ -8,12 +8,14 @@ meanwhile refresh its title and sources, so ten outlets at once still make one a
 one worker wins `pending -> sending` (optimistic concurrency), delivers on every channel with retries and
 exponential backoff, and writes the result: `sent`, `partial` or `dead` (dead-letter), with attempts and the last
 error per channel. A crash after the claim leaves a `pending` document that any worker resumes later.
+
+Digest subscriptions (hourly/daily) are not claimed per story: their matches are collected (`digest.py`) and
+flushed once per period into one digest document in the same log, delivered by the same machinery.
 """
 
 from __future__ import annotations
 
 import functools
-import html
 import json
 import logging
 import smtplib
@@ -28,7 +30,18 @@ from typing import Any, Literal
 
 import httpx
 
-from pipeline.alerts.models import Alert, AlertKind, Channel, EmailChannel, KafkaChannel, Subscription, WebhookChannel
+from pipeline.alerts.digest import DigestBook, Digests
+from pipeline.alerts.messages import Outgoing, digest_title, render
+from pipeline.alerts.models import (
+    Alert,
+    AlertKind,
+    Channel,
+    Digest,
+    EmailChannel,
+    KafkaChannel,
+    Subscription,
+    WebhookChannel,
+)
 from pipeline.alerts.models import dedup_key as make_key
 from pipeline.alerts.store import SubscriptionStore, story_document
 from pipeline.models import EnrichedArticle
@@ -37,7 +50,12 @@ from pipeline.settings import AlertSettings, Settings
 
 log = logging.getLogger(__name__)
 
-Status = Literal["pending", "sending", "sent", "partial", "dead", "cancelled"]
+Status = Literal["collecting", "pending", "sending", "sent", "partial", "dead", "cancelled"]
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 # ------------------------------------------------------------------------------------------ decision (pure)
@@ -53,9 +71,10 @@ class Logged:
 
 @dataclass(frozen=True)
 class Action:
-    """`claim`: create the alert (first writer wins); `refresh`: update a still-pending alert's story fields."""
+    """`claim`: create the alert (first writer wins); `refresh`: update a still-pending alert's story fields;
+    `collect`: file the story for a digest subscription's next digest."""
 
-    op: Literal["claim", "refresh"]
+    op: Literal["claim", "refresh", "collect"]
     alert: Alert
 
 
@@ -98,7 +117,8 @@ def decide(
     actions: list[Action] = []
     sources = len(article.story.sources)
     for sub in matched:
-        if sub.frequency != "instant":  # digests are not implemented yet
+        if sub.frequency != "instant":  # a digest: collected now, sent once per period
+            actions.append(Action("collect", make_alert(sub, article, "new")))
             continue
         previous = logged.get(sub.id)
         if previous is None:
@@ -130,6 +150,9 @@ def alerts_mappings() -> dict[str, Any]:
             "last_error": {"type": "text"},
             "created_at": {"type": "date"},
             "polled_at": {"type": "date"},
+            "frequency": keyword,
+            "period_start": {"type": "date"},
+            "period_end": {"type": "date"},
             "deliver_after": {"type": "date"},
             "finished_at": {"type": "date"},
             "latency_s": {"type": "float"},
@@ -250,6 +273,71 @@ class AlertLog:
         }
         self.client.update(index=self.index, id=key, body={"doc": doc}, refresh=True)
 
+    def open_digest(self, digest: Digest, sub: Subscription) -> tuple[int, int] | None:
+        """Create the (subscription, period) digest, `collecting`; its (seq_no, primary_term) if we created it,
+        None if it exists (another flusher, or this period was already sent)."""
+        doc = {
+            **digest.model_dump(mode="json"),
+            "kind": "digest",
+            "subscription_name": sub.name,
+            "owner": sub.owner,
+            "title": f"{digest.frequency} digest (collecting)",
+            "status": "collecting",
+            "attempts": 0,
+            "last_error": None,
+            "deliveries": [],
+        }
+        try:
+            created = self.client.create(index=self.index, id=digest.dedup_key, body=doc)
+        except Exception as exc:
+            if _status_of(exc) == 409:
+                return None
+            raise
+        return int(created["_seq_no"]), int(created["_primary_term"])
+
+    def seal_digest(self, digest: Digest, version: tuple[int, int]) -> bool:
+        """`collecting -> pending` with its stories (`cancelled` if none are left), unless someone else sealed it
+        since `version`; False then."""
+        doc = {
+            "items": [i.model_dump(mode="json") for i in digest.items],
+            "sources": sorted({s for i in digest.items for s in i.sources}),
+            "title": digest_title(digest),
+            "status": "pending" if digest.items else "cancelled",
+            "deliver_after": datetime.now(UTC).isoformat(),
+        }
+        try:
+            self.client.update(
+                index=self.index,
+                id=digest.dedup_key,
+                body={"doc": doc},
+                if_seq_no=version[0],
+                if_primary_term=version[1],
+                refresh=True,
+            )
+        except Exception as exc:
+            if _status_of(exc) == 409:
+                return False
+            raise
+        return True
+
+    def stale_digests(self, older_than: datetime) -> list[tuple[Digest, tuple[int, int]]]:
+        """Digests still `collecting` since before `older_than`: their flusher died before sealing them."""
+        body = {
+            "size": 1000,
+            "seq_no_primary_term": True,
+            "query": {
+                "bool": {
+                    "filter": [
+                        {"term": {"kind": "digest"}},
+                        {"term": {"status": "collecting"}},
+                        {"range": {"created_at": {"lt": older_than.isoformat()}}},
+                    ]
+                }
+            },
+        }
+        hits = self.client.search(index=self.index, body=body, ignore_unavailable=True)["hits"]["hits"]
+        return [(parse_digest(h["_source"]), (int(h["_seq_no"]), int(h["_primary_term"]))) for h in hits]
+
     def orphans(self, older_than: datetime) -> list[str]:
         """Pending alerts nobody delivered (their worker died after the claim)."""
         body = {
@@ -282,33 +370,6 @@ class PermanentError(Exception):
     """A failure no retry can fix (e.g. HTTP 404 from a webhook): dead-letter at once."""
 
 
-def message_text(alert: Alert, sub: Subscription) -> str:
-    head = "New story" if alert.kind == "new" else "Story update"
-    return (
-        f"{head}: {alert.title}\n"
-        f"Sources ({len(alert.sources)}): {', '.join(alert.sources)}\n"
-        f"Articles: {len(alert.article_ids)}\n"
-        f"Subscription: {sub.name}"
-    )
-
-
-def message_html(alert: Alert, sub: Subscription) -> str:
-    head = "New story" if alert.kind == "new" else "Story update"
-    items = "".join(f"<li>{html.escape(s)}</li>" for s in alert.sources)
-    return (
-        f"<html><body><h2>{head}: {html.escape(alert.title)}</h2>"
-        f"<p>Sources ({len(alert.sources)}):</p><ul>{items}</ul>"
-        f"<p>Subscription: {html.escape(sub.name)}</p></body></html>"
-    )
-
-
-def webhook_payload(alert: Alert, sub: Subscription, channel: WebhookChannel) -> dict[str, Any]:
-    """The alert as JSON (with `id` = dedup key, so a receiver can drop a resend), or Slack's `{"text"}`."""
-    if channel.slack:
-        return {"text": message_text(alert, sub)}
-    return {"id": alert.dedup_key, "subscription": sub.name, **alert.model_dump(mode="json")}
-
-
 class Senders:
     """One delivery attempt per channel type; raising means the attempt failed."""
 
@@ -318,31 +379,32 @@ class Senders:
         self._producer: Any = None
         self._lock = threading.Lock()
 
-    def send(self, alert: Alert, sub: Subscription, channel: Channel) -> None:
+    def send(self, out: Outgoing, channel: Channel) -> None:
         if isinstance(channel, WebhookChannel):
-            self.webhook(alert, sub, channel)
+            self.webhook(out, channel)
         elif isinstance(channel, EmailChannel):
-            self.email(alert, sub, channel)
+            self.email(out, channel)
         else:
-            self.kafka(alert, sub, channel)
+            self.kafka(out, channel)
 
-    def webhook(self, alert: Alert, sub: Subscription, channel: WebhookChannel) -> None:
-        response = self._http.post(channel.url, json=webhook_payload(alert, sub, channel))
+    def webhook(self, out: Outgoing, channel: WebhookChannel) -> None:
+        """JSON POST; a Slack-style channel gets `{"text": ...}` instead."""
+        response = self._http.post(channel.url, json={"text": out.text} if channel.slack else out.payload)
         if response.status_code >= 400:
             error = f"HTTP {response.status_code} from {channel.url}"
             if response.status_code < 500 and response.status_code not in (408, 429):
                 raise PermanentError(error)
             raise RuntimeError(error)
 
-    def email(self, alert: Alert, sub: Subscription, channel: EmailChannel) -> None:
+    def email(self, out: Outgoing, channel: EmailChannel) -> None:
         a = self.alerts
         msg = EmailMessage()
-        msg["Subject"] = f"[newsflow] {alert.title}"
+        msg["Subject"] = out.subject
         msg["From"] = a.smtp_from
         msg["To"] = channel.to
-        msg["X-Newsflow-Alert"] = alert.dedup_key
-        msg.set_content(message_text(alert, sub))
-        msg.add_alternative(message_html(alert, sub), subtype="html")
+        msg["X-Newsflow-Alert"] = out.key
+        msg.set_content(out.text)
+        msg.add_alternative(out.html, subtype="html")
         with smtplib.SMTP(a.smtp_host, a.smtp_port, timeout=a.webhook_timeout_s) as smtp:
             if a.smtp_starttls:
                 smtp.starttls()
@@ -350,14 +412,14 @@ class Senders:
                 smtp.login(a.smtp_username, a.smtp_password or "")
             smtp.send_message(msg)
 
-    def kafka(self, alert: Alert, sub: Subscription, channel: KafkaChannel) -> None:
+    def kafka(self, out: Outgoing, channel: KafkaChannel) -> None:
         from pipeline import bus
 
         with self._lock:
             if self._producer is None:
                 self._producer = bus.producer(self.settings)
-        value = json.dumps(webhook_payload(alert, sub, WebhookChannel(url="http://unused"))).encode()
-        self._producer.send(channel.topic, key=alert.dedup_key, value=value).get(timeout=10)
+        value = json.dumps(out.payload).encode()
+        self._producer.send(channel.topic, key=out.key, value=value).get(timeout=10)
 
     def close(self) -> None:
         self._http.close()
@@ -394,6 +456,17 @@ def overall(results: list[dict[str, Any]]) -> Status:
     return "sent" if sent == len(results) else ("dead" if sent == 0 else "partial")
 
 
+def parse_digest(doc: dict[str, Any]) -> Digest:
+    return Digest.model_validate({k: doc[k] for k in Digest.model_fields if k in doc})
+
+
+def parse_message(doc: dict[str, Any]) -> Alert | Digest:
+    """An alerts-log document as what it announces: one story's alert, or a digest."""
+    if doc.get("kind") == "digest":
+        return parse_digest(doc)
+    return Alert.model_validate({k: doc[k] for k in Alert.model_fields if k in doc})
+
+
 def latency(alert: Alert, now: datetime) -> float | None:
     """Seconds from the poll of the report that raised the alert to `now` (None for alerts without it)."""
     return None if alert.polled_at is None else round((now - alert.polled_at).total_seconds(), 3)
@@ -405,6 +478,8 @@ class Figures:
 
     consumed: int = 0
     claimed: int = 0
+    collected: int = 0  # matches filed for digests
+    digests: int = 0  # digests sealed for delivery
     sent: int = 0
     partial: int = 0
     dead: int = 0
@@ -430,7 +505,8 @@ def _target(channel: Channel) -> str:
 
 
 class Dispatcher:
-    """Claims alerts for enriched articles and delivers them from the alerts log on a thread pool."""
+    """Claims alerts for enriched articles, collects and flushes digests, and delivers both from the alerts log
+    on a thread pool. `clock` decides matches' digest periods and which periods are due (tests move it on)."""
 
     def __init__(
         self,
@@ -438,15 +514,20 @@ class Dispatcher:
         alerts: AlertSettings,
         backend: SearchBackend,
         senders: Senders | None = None,
+        clock: Clock = utc_now,
     ) -> None:
         self.alerts = alerts
+        self.clock = clock
         self.store = SubscriptionStore(backend, alerts)
         self.log = AlertLog(backend, alerts)
+        self.book = DigestBook(backend, alerts)
+        self.digests = Digests(self.store, self.log, self.book, alerts)
         self.senders = senders or Senders(settings, alerts)
         self._due: dict[str, float] = {}  # dedup key -> time.time() it may be delivered
         self._pool = ThreadPoolExecutor(alerts.delivery_threads, thread_name_prefix="alert-delivery")
         self._in_flight: dict[str, Future[Status | None]] = {}
         self._next_orphan_scan = 0.0
+        self._next_digest_check = 0.0
         self.figures = Figures()
         self._figures_lock = threading.Lock()
 
@@ -472,6 +553,12 @@ class Dispatcher:
         done: list[Action] = []
         for action in actions:
             sub = by_id[action.alert.subscription_id]
+            if action.op == "collect" and sub.frequency != "instant":
+                self.book.collect(action.alert, sub.frequency, self.clock())
+                done.append(action)
+                with self._figures_lock:
+                    self.figures.collected += 1
+                continue
             if action.op == "refresh":
                 self.log.refresh_pending(action.alert)
                 done.append(action)
@@ -487,9 +574,29 @@ class Dispatcher:
                 self.log.refresh_pending(action.alert)
         return done
 
+    def flush_digests(self, *, early: bool = False) -> list[str]:
+        """Seal the digests due now (`early`: the current periods too) and queue them for delivery."""
+        keys = self.digests.flush(self.clock(), early=early)
+        queued = time.time()
+        for key in keys:
+            self._due.setdefault(key, queued)
+        with self._figures_lock:
+            self.figures.digests += len(keys)
+        return keys
+
+    def deliver(self, keys: list[str]) -> list[Status | None]:
+        """Deliver these alerts or digests now and wait for the outcome (`newsflow alerts digest`)."""
+        for key in keys:
+            self._due.pop(key, None)
+        return [f.result() for f in [self._pool.submit(self._deliver, key) for key in keys]]
+
     def deliver_due(self, now: float | None = None) -> list[Future[Status | None]]:
-        """Start delivering every alert whose settle time passed (and, now and then, orphaned ones)."""
+        """Start delivering every alert whose settle time passed (and, now and then, orphaned ones and the
+        digests whose period ended)."""
         now = time.time() if now is None else now
+        if now >= self._next_digest_check:
+            self._next_digest_check = now + self.alerts.digest_check_s
+            self.flush_digests()
         if now >= self._next_orphan_scan:
             self._next_orphan_scan = now + self.alerts.orphan_after_s
             older = datetime.fromtimestamp(now - self.alerts.orphan_after_s, UTC)
@@ -509,21 +616,22 @@ class Dispatcher:
         self._in_flight.pop(key, None)
 
     def _deliver(self, key: str) -> Status | None:
-        """Win the alert, send it on every channel (each with its own retries), record the outcome."""
+        """Win the alert (or digest), send it on every channel (each with its own retries), record the outcome."""
         try:
             doc = self.log.start_delivery(key)
             if doc is None:
                 return None
-            alert = Alert.model_validate({k: doc[k] for k in Alert.model_fields if k in doc})
-            sub = self.store.get(alert.subscription_id)
+            message = parse_message(doc)
+            sub = self.store.get(message.subscription_id)
             if sub is None:
                 self.log.finish(key, "cancelled", [])
                 self._count("cancelled", None)
                 return "cancelled"
+            out = render(message, sub)
             results: list[dict[str, Any]] = []
             for channel in sub.channels:
                 result = with_retries(
-                    functools.partial(self.senders.send, alert, sub, channel),
+                    functools.partial(self.senders.send, out, channel),
                     self.alerts.attempts,
                     self.alerts.backoff_s,
                     self.alerts.backoff_max_s,
@@ -534,7 +642,8 @@ class Dispatcher:
                 if result["status"] == "dead":
                     log.warning("alert %s: %s %s dead-lettered: %s", key, channel.type, _target(channel), result)
             status = overall(results)
-            took = latency(alert, datetime.now(UTC))
+            # A digest waits for its period by design: poll -> delivery latency means nothing there.
+            took = latency(message, datetime.now(UTC)) if isinstance(message, Alert) else None
             self.log.finish(key, status, results, took)
             self._count(status, took)
             return status

@@ -3,14 +3,15 @@
 A `Subscription` is what a person asked to hear about; an `Alert` is one notice about one story. The alert's
 `dedup_key` — (subscription, story, kind) — is the durable identity that makes "exactly one alert per story" hold
 across retries, restarts and several alerting workers: it is the document id in the alerts log, written with
-`op_type=create`, so only the first writer wins.
+`op_type=create`, so only the first writer wins. A `Digest` (hourly/daily subscriptions) is one message per
+period listing the stories matched in it; its key — (subscription, period) — plays the same role.
 """
 
 from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pipeline.models import utcnow
 
 Frequency = Literal["instant", "hourly", "daily"]
+DigestFrequency = Literal["hourly", "daily"]
 AlertKind = Literal["new", "update"]
 
 MAX_KEY_BYTES = 512  # both search engines refuse longer document ids
@@ -123,3 +125,35 @@ def dedup_key(subscription_id: str, story_id: str, kind: str) -> str:
     if len(key.encode("utf-8")) <= MAX_KEY_BYTES:
         return key
     return f"{subscription_id}|sha256:{hashlib.sha256(story_id.encode('utf-8')).hexdigest()}|{kind}"
+
+
+class DigestItem(_Model):
+    """One story in a digest, as of the newest snapshot seen before the digest was sealed."""
+
+    story_id: str
+    title: str
+    sources: list[str] = Field(default_factory=list)
+    article_ids: list[str] = Field(default_factory=list)
+    story_revision: int = 1
+    polled_at: datetime | None = None
+    matched_at: datetime
+
+
+class Digest(_Model):
+    """One message for one subscription and period: every story first matched in it (or left over before it)."""
+
+    subscription_id: str
+    frequency: DigestFrequency
+    period_start: datetime
+    period_end: datetime = Field(description="matches before this instant are in (the period's end, or `--now`)")
+    items: list[DigestItem] = Field(default_factory=list)
+    created_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def dedup_key(self) -> str:
+        return digest_key(self.subscription_id, self.period_start)
+
+
+def digest_key(subscription_id: str, period_start: datetime) -> str:
+    """`sub|digest|<period start, UTC>`: one digest per subscription and period, whoever flushes it."""
+    return f"{subscription_id}|digest|{period_start.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"

@@ -91,8 +91,6 @@ class SubscriptionStore:
 
     def validate(self, sub: Subscription) -> dict[str, Any]:
         """The compiled query, or QueryError (one line) if the engine cannot parse it against this mapping."""
-        if sub.frequency != "instant":  # refused rather than stored and silently never delivered
-            raise QueryError(f"frequency {sub.frequency!r} is not supported yet (digests): use 'instant'")
         query = compile_query(sub)
         result = self.client.indices.validate_query(index=self.index, body={"query": query}, explain=True)
         if not result.get("valid"):

@@ -15,9 +15,9 @@ from pipeline.alerts.dispatch import (
     decide,
     latency,
     overall,
-    webhook_payload,
     with_retries,
 )
+from pipeline.alerts.messages import webhook_payload
 from pipeline.alerts.models import Alert, Subscription, WebhookChannel, dedup_key
 from pipeline.alerts.store import compile_query, story_document
 from pipeline.models import EnrichedArticle, Entity, Story
@@ -91,8 +91,14 @@ def test_update_only_when_enough_new_sources_and_enabled() -> None:
     assert decide(five, [quiet], {quiet.id: Logged("sent", 2)}, update_after=3) == []
 
 
-def test_digest_subscriptions_are_not_sent_instantly() -> None:
-    assert decide(enriched("a1", ["A"]), [sub(frequency="daily")], {}, update_after=3) == []
+def test_digest_subscriptions_collect_instead_of_claiming() -> None:
+    daily = sub(frequency="daily")
+    actions = decide(enriched("a1", ["A"]), [daily], {}, update_after=3)
+    assert [(x.op, x.alert.subscription_id, x.alert.story_id) for x in actions] == [("collect", daily.id, "s-1")]
+    five = enriched("a5", ["A", "B", "C", "D", "E"], rev=5)  # growth never turns a digest into an update alert
+    assert [x.op for x in decide(five, [daily], {daily.id: Logged("sent", 1)}, update_after=3)] == ["collect"]
+    copy = enriched("a3", ["A", "B"], duplicate_of="a1")
+    assert decide(copy, [daily], {}, update_after=3) == []
 
 
 def test_dedup_key_is_stable_and_bounded() -> None:
