@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # newsflow image: one image for every pipeline process; the command picks the role, e.g.
 #   docker run --rm newsflow:local poller --once
-# Used by docker-compose.yml (poller, worker, indexer, index-setup).
+# Used by docker-compose.yml (poller, worker, indexer, alerts, api, index-setup).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel
 
 from pipeline import cli
+from pipeline.alerts import cli as alerts_cli
 from pipeline.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,8 +35,10 @@ NEWSFLOW_SERVICES: dict[str, tuple[str, Any]] = {
     "poller": ("poller", cli._poller),
     "worker": ("worker", cli._worker),
     "indexer": ("indexer", cli._indexer),
+    "alerts": ("alerts", alerts_cli.cmd_alerts),
+    "api": ("api", alerts_cli.cmd_api),
 }
-LONG_RUNNING = ("poller", "worker", "indexer")
+LONG_RUNNING = ("poller", "worker", "indexer", "alerts", "api")
 EXPECTED_ENV = {
     "NEWSFLOW_KAFKA__BOOTSTRAP_SERVERS": "kafka:9092",
     "NEWSFLOW_SEARCH__URL": "http://elasticsearch:9200",
@@ -197,6 +200,10 @@ def test_command_is_a_real_newsflow_subcommand(services: dict[str, dict[str, Any
         assert args.action == "setup"
     if name == "poller":
         assert not args.once, "the compose poller must keep polling, not run one cycle"
+    if name == "alerts":
+        assert args.action == "run", "the compose alerts service must run the alerting stage, not print the log"
+    if name == "api":
+        assert args.action == "serve"
 
 
 def test_dockerfile_default_cmd_is_valid(capsys: pytest.CaptureFixture[str]) -> None:
@@ -322,6 +329,21 @@ def test_worker_is_scalable(services: dict[str, dict[str, Any]]) -> None:
     # no named volume shared by replicas (each Faust worker keeps its own data dir)
     assert not [v for v in worker.get("volumes", []) if not str(v).startswith(("./", "/"))]
     assert Settings().kafka.partitions >= 3, "`--scale worker=3` needs at least 3 partitions"
+
+
+def test_alerts_is_scalable(services: dict[str, dict[str, Any]]) -> None:
+    alerts = services["alerts"]
+    assert not {"container_name", "ports", "hostname"} & set(alerts)
+
+
+def test_api_is_published_on_localhost_at_its_configured_port(
+    services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = {k: v for k, v in env_of(services["api"]).items() if k.startswith("NEWSFLOW_")}
+    api = settings_from_env(monkeypatch, env).api
+    assert api.host == "0.0.0.0", "inside the container the API must listen beyond loopback"
+    assert [str(p) for p in services["api"]["ports"]] == [f"127.0.0.1:{api.port}:{api.port}"]
+    assert "NEWSFLOW_API__HOST" not in env_of(services["alerts"]), "only the API listens"
 
 
 def test_depends_on_is_sound(services: dict[str, dict[str, Any]]) -> None:
