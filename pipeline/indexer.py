@@ -14,11 +14,11 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import queue
 import signal
 import threading
 import time
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -121,6 +121,70 @@ class StoryRevisions:
             del known[next(iter(known))]
 
 
+Done = tuple[list[ConsumerRecord], "Written | BaseException"]
+
+
+class BulkWriter:
+    """The writer thread: writes prepared batches one after another, in order, and hands the results back.
+
+    It takes the next batch itself the moment one is written, so the engine does not wait for the consumer
+    thread to wake up, notice and hand over more work. At most `ahead` batches are handed over and not yet
+    settled (one being written, one ready), which bounds memory and how far writes run ahead of commits. It
+    never touches Kafka. After a batch fails (an exception), nothing more is written: the consumer thread
+    must not commit past a batch that was not acknowledged.
+    """
+
+    def __init__(self, write: Callable[[Prepared], Written], ahead: int = 2) -> None:
+        self.ahead = ahead
+        self._write = write
+        self._todo: queue.SimpleQueue[tuple[list[ConsumerRecord], Prepared] | None] = queue.SimpleQueue()
+        self._done: queue.SimpleQueue[Done] = queue.SimpleQueue()
+        self._pending = 0
+        self._thread = threading.Thread(target=self._loop, name="bulk-writer", daemon=True)
+        self._thread.start()
+
+    @property
+    def pending(self) -> int:
+        """Batches handed over whose result has not been taken yet."""
+        return self._pending
+
+    @property
+    def full(self) -> bool:
+        return self._pending >= self.ahead
+
+    def submit(self, records: list[ConsumerRecord], prepared: Prepared) -> None:
+        self._pending += 1
+        self._todo.put((records, prepared))
+
+    def next_done(self, *, block: bool) -> tuple[list[ConsumerRecord], Written] | None:
+        """The oldest finished batch (waiting for it if `block`), or None; re-raises the writer's failure."""
+        if not self._pending:
+            return None
+        try:
+            records, result = self._done.get(block=block)
+        except queue.Empty:
+            return None
+        self._pending -= 1
+        if isinstance(result, BaseException):
+            raise result
+        return records, result
+
+    def close(self) -> None:
+        """Let the batch being written finish, then stop the thread (batches not yet started are dropped)."""
+        self._todo.put(None)
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while (item := self._todo.get()) is not None:
+            records, prepared = item
+            try:
+                written = self._write(prepared)
+            except BaseException as exc:  # handed to the consumer thread, which raises it
+                self._done.put((records, exc))
+                return
+            self._done.put((records, written))
+
+
 class Indexer:
     """Consumes `kafka.topics.enriched` and writes article + story documents."""
 
@@ -151,36 +215,25 @@ class Indexer:
     def run(self, *, idle_exit_s: float | None = None) -> IndexerStats:
         """Index until stopped (or, for tests and the demo, until nothing arrived for `idle_exit_s`).
 
-        One batch is in flight at a time: while the search engine works on batch N, batch N+1 is fetched,
-        parsed and turned into bulk actions; N+1 is sent as soon as N is acknowledged, and N is settled (dead
-        letters sent, offsets committed) while N+1 is in flight. Offsets are still committed in order and only
-        after their documents are acknowledged; the writer thread never touches Kafka.
+        Two threads, one bulk request in flight: while the engine works on batch N, this thread fetches,
+        parses, builds and encodes N+1 and hands it to the writer thread (`BulkWriter`), which sends it the
+        moment N is acknowledged. Finished batches are settled here (dead letters sent, offsets committed)
+        in order, while the next one is being written; offsets are committed only after their documents are
+        acknowledged, and never past a batch that failed.
         """
         last_data = time.monotonic()
-        in_flight: tuple[list[ConsumerRecord], Future[Written]] | None = None
         try:
             self._setup_indices()
             young = self.settings.search.bulk_max_docs * _GC_OBJECTS_PER_ARTICLE
-            with _collector_for_batches(young), ThreadPoolExecutor(max_workers=1, thread_name_prefix="bulk") as pool:
-                while not self._stop.is_set():
-                    # With a batch in flight, take only what is already fetched: if nothing is, settle that
-                    # batch first instead of holding its commit back for a whole poll timeout.
-                    batch = self._collect_batch(first_wait_ms=0 if in_flight is not None else None)
-                    prepared = self._prepare(batch) if batch else None
-                    done = None
-                    if in_flight is not None:
-                        done = (in_flight[0], in_flight[1].result())
-                        in_flight = None
-                    if prepared is not None:
-                        in_flight = (batch, pool.submit(self._write, prepared))
-                        last_data = time.monotonic()
-                    if done is not None:  # acknowledged: settle it while the engine works on the next batch
-                        self._settle(*done)
-                    if prepared is None and idle_exit_s is not None and time.monotonic() - last_data > idle_exit_s:
-                        break
-                    status.write("indexer", self._status())
-                if in_flight is not None:
-                    self._settle(in_flight[0], in_flight[1].result())
+            with _collector_for_batches(young):
+                writer = BulkWriter(self._write)
+                try:
+                    last_data = self._loop(writer, idle_exit_s, last_data)
+                except BaseException:
+                    self._stop.set()  # a writer retrying against a dead engine gives up, uncommitted
+                    raise
+                finally:
+                    writer.close()
         except InterruptedError as exc:  # stopped while the engine was failing: the batch stays uncommitted
             log.warning("indexer stopped: %s", exc)
         finally:
@@ -188,6 +241,27 @@ class Indexer:
             self.consumer.close(autocommit=False)
             self._producer.close()
         return self.stats
+
+    def _loop(self, writer: BulkWriter, idle_exit_s: float | None, last_data: float) -> float:
+        """Feed the writer and settle what it finished until stopped or idle; then settle what is left."""
+        while not self._stop.is_set():
+            # Settle what is finished; with `ahead` batches pending, wait for the oldest first.
+            while (done := writer.next_done(block=writer.full)) is not None:
+                self._settle(*done)
+            # With a batch pending, take only what is already fetched: if nothing is, settle the oldest
+            # batch first instead of holding its commit back for a whole poll timeout.
+            batch = self._collect_batch(first_wait_ms=0 if writer.pending else None)
+            if batch:
+                writer.submit(batch, self._prepare(batch))
+                last_data = time.monotonic()
+            elif (done := writer.next_done(block=True)) is not None:
+                self._settle(*done)
+            elif idle_exit_s is not None and time.monotonic() - last_data > idle_exit_s:
+                break
+            status.write("indexer", self._status())
+        while (done := writer.next_done(block=True)) is not None:
+            self._settle(*done)
+        return last_data
 
     def _setup_indices(self) -> None:
         """Templates must be in place before the first write; an engine that is still starting is waited for."""
