@@ -335,3 +335,62 @@ def test_a_stale_snapshot_is_not_sent_once_a_newer_one_is_acknowledged() -> None
     assert [len(r) for r in backend.requests] == [2, 1]  # the second batch: the article only
     assert written.indexed == 1 and written.dead == []
     assert indexer.stats.stale_snapshots_skipped == 1
+
+
+# --- the writer thread -------------------------------------------------------------------------------------
+
+
+def _prepared(tag: str) -> Any:
+    from pipeline.indexer import Prepared
+
+    return Prepared(parsed=[], dead=[], items=[({"tag": tag}, b"")])
+
+
+def test_the_writer_hands_results_back_in_order_and_bounds_what_is_pending() -> None:
+    import threading
+
+    from pipeline.indexer import BulkWriter, Written
+
+    gate = threading.Event()
+    written: list[str] = []
+
+    def write(prepared: Any) -> Written:
+        gate.wait(5)
+        written.append(prepared.items[0][0]["tag"])
+        return Written(dead=[], indexed=len(written))
+
+    writer = BulkWriter(write, ahead=2)
+    assert writer.next_done(block=True) is None  # nothing pending: never blocks
+    writer.submit([Record(TOPIC, 0, 0, b"")], _prepared("a"))  # type: ignore[list-item]
+    assert not writer.full and writer.next_done(block=False) is None
+    writer.submit([Record(TOPIC, 0, 1, b"")], _prepared("b"))  # type: ignore[list-item]
+    assert writer.full and writer.pending == 2
+    gate.set()
+    first, second = writer.next_done(block=True), writer.next_done(block=True)
+    assert first is not None and second is not None
+    assert [r.offset for r in first[0]] == [0] and first[1].indexed == 1
+    assert [r.offset for r in second[0]] == [1] and second[1].indexed == 2
+    assert written == ["a", "b"] and writer.pending == 0
+    writer.close()
+
+
+def test_after_a_failed_batch_the_writer_writes_nothing_more_and_the_failure_is_raised() -> None:
+    from pipeline.indexer import BulkWriter, Written
+
+    written: list[str] = []
+
+    def write(prepared: Any) -> Written:
+        tag = prepared.items[0][0]["tag"]
+        if tag == "bad":
+            raise InterruptedError("stopped while the search engine was failing")
+        written.append(tag)
+        return Written(dead=[], indexed=1)
+
+    writer = BulkWriter(write, ahead=3)
+    for n, tag in enumerate(["ok", "bad", "after"]):
+        writer.submit([Record(TOPIC, 0, n, b"")], _prepared(tag))  # type: ignore[list-item]
+    assert writer.next_done(block=True) is not None
+    with pytest.raises(InterruptedError):
+        writer.next_done(block=True)
+    writer.close()
+    assert written == ["ok"]  # "after" was never written: its offsets must not be committed past "bad"
