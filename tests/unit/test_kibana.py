@@ -391,3 +391,115 @@ def test_cli_kibana_import_prints_one_line(
     assert cli.main(["kibana", "import", "--url", fake_kibana]) == 0
     out = capsys.readouterr().out
     assert out == f"Kibana at {fake_kibana}: imported 12 saved object(s) from {NDJSON} (existing ones overwritten)\n"
+
+
+# --- Kibana 8 saved-objects import format -----------------------------------------------------------------------
+# What Kibana 8.15 (the docker compose one) checks or assumes on import, beyond "it is JSON": the attribute keys
+# its schemas accept (objects with unknown keys are refused), migration versions it knows, and the Lens /
+# dashboard shapes that the migrations at and before each object's `typeMigrationVersion` produce.
+TARGET_KIBANA = (8, 15, 5)
+SEARCH_ATTRIBUTES = {  # the saved-search schema (8.8.0 and later model versions)
+    "title", "description", "columns", "sort", "grid", "rowHeight", "rowsPerPage", "hideChart", "breakdownField",
+    "kibanaSavedObjectMeta", "isTextBasedQuery", "usesAdHocDataView", "timeRestore", "timeRange",
+    "refreshInterval", "viewMode", "hideAggregatedPreview", "hits", "version", "sampleSize", "headerRowHeight",
+}
+DASHBOARD_ATTRIBUTES = {  # the dashboard attributes schema (unknown keys forbidden)
+    "title", "description", "kibanaSavedObjectMeta", "timeRestore", "timeFrom", "timeTo", "refreshInterval",
+    "controlGroupInput", "panelsJSON", "optionsJSON", "hits", "version",
+}
+INDEX_PATTERN_JSON_STRINGS = ("fields", "fieldFormatMap", "runtimeFieldMap", "typeMeta", "fieldAttrs", "sourceFilters")
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
+
+
+def format_problems(objects: list[dict[str, Any]]) -> list[str]:
+    """Every way the objects would be refused or mis-migrated by a Kibana 8 import."""
+    found: list[str] = []
+    for obj in objects:
+        where = f"{obj['type']} {obj['id']}"
+        core, typ = obj.get("coreMigrationVersion"), obj.get("typeMigrationVersion")
+        if "migrationVersion" in obj:
+            found.append(f"{where}: legacy migrationVersion (Kibana 8.8+ exports use typeMigrationVersion)")
+        if not core or not typ:
+            found.append(f"{where}: no coreMigrationVersion/typeMigrationVersion: Kibana would guess its format")
+            continue
+        if _version(core) > TARGET_KIBANA or _version(typ) > TARGET_KIBANA:
+            found.append(f"{where}: migration versions {core}/{typ} are newer than Kibana {TARGET_KIBANA}")
+        attrs = obj["attributes"]
+        if obj["type"] == "search" and (extra := set(attrs) - SEARCH_ATTRIBUTES):
+            found.append(f"{where}: attributes the search schema refuses: {sorted(extra)}")
+        if obj["type"] == "dashboard":
+            found.extend(_dashboard_format(where, obj))
+        if obj["type"] == "index-pattern":
+            for key in INDEX_PATTERN_JSON_STRINGS:
+                if key in attrs and not isinstance(attrs[key], str):
+                    found.append(f"{where}: {key} must be a JSON string")
+                elif key in attrs:
+                    json.loads(attrs[key])
+        if obj["type"] == "lens":
+            found.extend(_lens_format(where, obj))
+    return found
+
+
+def _dashboard_format(where: str, obj: dict[str, Any]) -> list[str]:
+    found = [f"{where}: attribute {k!r} is not in the dashboard schema" for k in obj["attributes"]
+             if k not in DASHBOARD_ATTRIBUTES]
+    panels = json.loads(obj["attributes"]["panelsJSON"])
+    indexes = [p["panelIndex"] for p in panels]
+    if len(set(indexes)) != len(indexes):
+        found.append(f"{where}: two panels share a panelIndex")
+    for p in panels:
+        if p["gridData"].get("i") != p["panelIndex"]:
+            found.append(f"{where}: panel {p['panelIndex']}: gridData.i differs from panelIndex")
+        if p.get("panelRefName") != f"panel_{p['panelIndex']}":
+            found.append(f"{where}: panel {p['panelIndex']}: panelRefName is not panel_<panelIndex>")
+        if _version(p.get("version", "0.0.0")) > TARGET_KIBANA:
+            found.append(f"{where}: panel {p['panelIndex']}: version {p['version']} is newer than the target Kibana")
+    json.loads(obj["attributes"]["optionsJSON"])
+    return found
+
+
+def _lens_format(where: str, obj: dict[str, Any]) -> list[str]:
+    """Lens renamed its datasource `indexpattern` -> `formBased` and a pie's `metric` -> `metrics` in the
+    8.6.0 migration, and `groups` -> `primaryGroups` in 8.5.0: the shape must match the version claimed."""
+    found: list[str] = []
+    state = obj["attributes"]["state"]
+    at_least_860 = _version(obj["typeMigrationVersion"]) >= (8, 6, 0)
+    if at_least_860 != ("formBased" in state["datasourceStates"]):
+        found.append(f"{where}: datasource key does not match typeMigrationVersion {obj['typeMigrationVersion']}")
+    layers = (state["datasourceStates"].get("formBased") or state["datasourceStates"].get("indexpattern") or {})
+    refs = {r["name"] for r in obj["references"]}
+    for layer_id in layers.get("layers", {}):
+        if f"indexpattern-datasource-layer-{layer_id}" not in refs:
+            found.append(f"{where}: layer {layer_id} has no data view reference")
+    for vis_layer in state["visualization"].get("layers", []):
+        if vis_layer.get("layerType") != "data":
+            found.append(f"{where}: visualization layer {vis_layer.get('layerId')} has no layerType 'data'")
+        if obj["attributes"]["visualizationType"] == "lnsPie" and at_least_860 and (
+            "metric" in vis_layer or "groups" in vis_layer or "metrics" not in vis_layer
+        ):
+            found.append(f"{where}: pie layer uses the pre-8.6 metric/groups keys")
+    return found
+
+
+def test_the_file_has_the_kibana_8_import_format(objects: list[dict[str, Any]]) -> None:
+    assert NDJSON.suffix == ".ndjson"  # Kibana refuses any other file extension
+    assert NDJSON.read_bytes().endswith(b"\n")
+    assert format_problems(objects) == []
+
+
+def test_the_format_checks_catch_what_kibana_would_refuse(objects: list[dict[str, Any]]) -> None:
+    clone, search = _mutated(objects, "newsflow-latest-stories")
+    search["attributes"]["columnsJSON"] = "[]"
+    dashboard = next(o for o in clone if o["type"] == "dashboard")
+    panels = json.loads(dashboard["attributes"]["panelsJSON"])
+    panels[1]["panelIndex"] = panels[0]["panelIndex"]
+    dashboard["attributes"]["panelsJSON"] = json.dumps(panels)
+    lens = next(o for o in clone if o["id"] == "newsflow-duplicate-ratio")
+    lens["typeMigrationVersion"] = "8.5.0"
+    found = format_problems(clone)
+    assert "search newsflow-latest-stories: attributes the search schema refuses: ['columnsJSON']" in found
+    assert "dashboard newsflow-overview: two panels share a panelIndex" in found
+    assert "lens newsflow-duplicate-ratio: datasource key does not match typeMigrationVersion 8.5.0" in found
