@@ -121,7 +121,7 @@ class StoryRevisions:
             del known[next(iter(known))]
 
 
-Done = tuple[list[ConsumerRecord], "Written | BaseException"]
+Done = tuple[list[ConsumerRecord], Written | BaseException]
 
 
 class BulkWriter:
