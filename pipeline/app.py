@@ -28,11 +28,12 @@ from typing import Any
 import faust
 from pydantic import ValidationError
 
-from pipeline import bus, status
+from pipeline import bus, diagnostics, status
 from pipeline.dedup import StoryEngine
 from pipeline.entities import EntityTagger
 from pipeline.models import Article, DeadLetter, EnrichedArticle, TaggedArticle
 from pipeline.settings import Settings
+from pipeline.watchdog import StallWatchdog, partition_views, rewind
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,8 @@ class WorkerStats:
     new_stories: int = 0
     duplicates: int = 0
     dead_letters: int = 0
+    events: int = 0  # messages handled by either stage, replays included: the watchdog's progress measure
+    rewinds: int = 0
 
     def as_status(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -88,6 +91,18 @@ def tag_isolating_failures(
         except Exception as exc:
             dead.append(bus.dead_letter("tag", f"tagging failed: {type(exc).__name__}: {exc}", a.model_dump_json()))
     return good, dead
+
+
+async def flush_state(app: faust.App) -> None:
+    """A real durability barrier for table changelog writes.
+
+    faust's own ``producer.flush()`` gives up on its send buffer after 0.1 s without progress, so on a slow broker
+    it can return with changelog records still queued; loop until the buffer is empty, then flush the client.
+    """
+    buffer = app.producer.buffer
+    while buffer.size:
+        await buffer.flush()
+    await app.producer.flush()
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -158,7 +173,15 @@ def create_app(settings: Settings) -> faust.App:
                 await tagged_topic.send(key=t.id.encode(), value=t.model_dump_json().encode())
             await send_dead(dead + failed)
             stats.tagged += len(tagged)
+            stats.events += len(batch)
             status.write(heartbeat, stats.as_status())
+
+    @app.task
+    async def _diagnostics() -> None:
+        """`kill -USR1 <pid>` logs what every task awaits (installed after the worker's own signal handlers)."""
+        diagnostics.install_dump_on_signal(
+            asyncio.get_running_loop(), extra=lambda: diagnostics.consumer_state(app.consumer)
+        )
 
     @app.timer(interval=HEARTBEAT_S)
     async def _heartbeat() -> None:
@@ -209,11 +232,24 @@ def create_app(settings: Settings) -> faust.App:
             if time.monotonic() - last_expire > EXPIRE_EVERY_S:
                 engine.expire(datetime.now(UTC))
                 last_expire = time.monotonic()
-            await app.producer.flush()  # state first ...
+            await flush_state(app)  # state first ...
             for e in outputs:  # ... then the effects that depend on it
                 await enriched_topic.send(key=e.id.encode(), value=e.model_dump_json().encode())
             await send_dead(dead)
+            stats.events += len(batch)
             status.write(heartbeat, stats.as_status())
+
+    watchdog = StallWatchdog(settings.worker.stall_rewind_after_s)
+
+    @app.timer(interval=settings.worker.stall_check_s)
+    async def _watch_for_dropped_messages() -> None:
+        """Re-fetch messages Faust fetched but never processed (see `pipeline/watchdog.py`)."""
+        if "tagger" not in tagger_holder or app.rebalancing or app.in_recovery or not app.consumer.assignment():
+            return  # still starting (spaCy loading) or rebalancing: idle for a reason
+        views = await partition_views(app.consumer, {topics.articles, topics.tagged})
+        for tp in watchdog.observe(stats.events, views):
+            await rewind(app.consumer, tp, views[tp])
+            stats.rewinds += 1
 
     return app
 

@@ -70,6 +70,9 @@ def _feeds(args: argparse.Namespace, settings: Settings) -> int:
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline import app
 
+    # configure_logging() quietens the stream libraries; --loglevel is the way to hear them again.
+    for name in ("faust", "mode", "aiokafka"):
+        logging.getLogger(name).setLevel(args.loglevel.upper())
     return app.run_worker(settings, loglevel=args.loglevel)
 
 

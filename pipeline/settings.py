@@ -100,6 +100,10 @@ class WorkerSettings(_Section):
         15.0, ge=6, description="how fast a dead worker is noticed and its partitions move to another"
     )
     assign_batch_size: int = Field(200, ge=1, description="articles per durable state flush in assignment")
+    stall_rewind_after_s: float = Field(
+        20.0, gt=0, description="idle this long with fetched-but-unprocessed messages: rewind to the committed offset"
+    )
+    stall_check_s: float = Field(5.0, gt=0, description="how often the stall watchdog looks")
 
 
 class DedupSettings(_Section):
@@ -121,6 +125,9 @@ class DedupSettings(_Section):
     body_weight: float = Field(0.5, ge=0, description="weight of the body-words cosine in the similarity")
     title_weight: float = Field(0.1, ge=0, description="weight of the headline-words cosine")
     entity_weight: float = Field(0.2, ge=0, description="weight of the canonical-entity cosine (when tagged)")
+    people_weight: float = Field(0.0, ge=0, description="weight of the people cosine: an event's participants")
+    time_weight: float = Field(0.0, ge=0, description="weight of the cosine of stated dates (years, months, weekdays)")
+    story_time_anchors: int = Field(24, ge=1, description="time anchors kept of a story's time centroid")
     lead_weight: float = Field(4.0, ge=0, description="extra weight of an article's first words (its lead)")
     article_terms: int = Field(60, ge=5, description="heaviest terms kept of an article's body vector")
     story_terms: int = Field(100, ge=10, description="heaviest terms kept of a story's body centroid")
