@@ -61,6 +61,9 @@ class SearchSettings(_Section):
     verify_certs: bool = True
     indices: Indices = Indices()
     request_timeout_s: float = Field(30.0, gt=0)
+    connections: int = Field(
+        10, ge=1, description="HTTP connections kept per node: at least the threads that share one client"
+    )
     bulk_max_docs: int = Field(500, ge=1)
     bulk_max_seconds: float = Field(1.0, gt=0)
     max_retries: int = Field(8, ge=0, description="retries of a failed bulk item (429/5xx/timeouts)")

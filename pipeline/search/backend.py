@@ -306,6 +306,7 @@ class OpenSearchBackend(SearchBackend):
             verify_certs=settings.verify_certs,
             timeout=settings.request_timeout_s,
             serializer=OpenSearchOrjsonSerializer(),
+            pool_maxsize=settings.connections,
         )
 
     def _send_bulk(self, body: bytes) -> dict[str, Any]:
@@ -331,6 +332,7 @@ class ElasticsearchBackend(SearchBackend):
             verify_certs=settings.verify_certs,
             request_timeout=settings.request_timeout_s,
             serializer=OrjsonSerializer(),
+            connections_per_node=settings.connections,
         )
 
     def _send_bulk(self, body: bytes) -> dict[str, Any]:
