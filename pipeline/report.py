@@ -15,6 +15,7 @@ from pipeline.search import SearchBackend, connect
 from pipeline.settings import Settings
 
 STALE_AFTER_S = 30.0
+FINISHED_SHOWN_S = 600.0  # processes that ended longer ago than this are counted, not listed (tests leave many)
 
 
 ENTITY_TYPES = ("person", "organization", "location")
@@ -256,13 +257,17 @@ def status(settings: Settings) -> int:
     beats = heartbeat.read_all(settings.stack.state_dir)
     if not beats:
         print("  (no component has reported yet: start them with `newsflow run`)")
-    for name, data in beats.items():
+    hidden = 0
+    for name, data in sorted(beats.items(), key=lambda kv: kv[1]["age_s"]):
         state = data.get("state") or "running"
         if state != "stopped" and not _alive(data.get("pid")):
             state = "exited"  # its last figures are still worth showing; a later run replaces them
         elif state != "stopped" and data["age_s"] >= STALE_AFTER_S:
             state = f"silent for {data['age_s']:.0f}s"  # alive but not reporting: stuck
             problems += 1
+        if state in ("exited", "stopped") and data["age_s"] > FINISHED_SHOWN_S:
+            hidden += 1
+            continue
         figures = ", ".join(
             f"{k}={v}"
             for k, v in data.items()
@@ -271,6 +276,8 @@ def status(settings: Settings) -> int:
         print(f"  {name:<8} {state:<22} {figures}")
         for url, err in (data.get("failing_feeds") or {}).items():
             print(f"           failing: {url}: {err}")
+    if hidden:
+        print(f"  ({hidden} process(es) that finished over {FINISHED_SHOWN_S / 60:.0f} min ago not shown)")
     try:
         for group, lag in consumer_lag(settings).items():
             print(f"lag: {group}: {lag} message(s) behind")
