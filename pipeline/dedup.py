@@ -11,9 +11,11 @@ One pass, one article at a time, in arrival order (the stream feeds this stage f
    is scored by a weighted sum of cosines between the article and the story's centroids (body words, title
    words, canonical entities), with general-English IDF and the lead of an article weighted up. A story that
    disagrees with the article on several kinds of event facts at once (the years, people and places each side
-   states: another fight of the same boxer, last year's patch) has its score cut by `conflict_penalty`. The
-   best candidate at or above the threshold wins, if the score is also not far below those its members joined
-   with (`cohesion`); otherwise the article opens a new story.
+   states: another fight of the same boxer, last year's patch) has its score cut by `conflict_penalty`; one
+   none of whose calendar days the article names ("on Thursday", "26 November", resolved against each one's
+   publication date: Kim arriving in Russia vs. Putin's trip announced the next day) by
+   `date_conflict_penalty`. The best candidate at or above the threshold wins, if the score is also not far
+   below those its members joined with (`cohesion`); otherwise the article opens a new story.
 
 State lives in three JSON-able mappings (`StateStore`: Faust tables in the stream, dicts offline); story
 centroids are stored as small integers times one scale per vector, which CPython keeps far more compactly
@@ -32,7 +34,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -51,6 +53,7 @@ from pipeline.textfeatures import (
     normalise,
     shingle_sketch,
     sketch_jaccard,
+    stated_dates,
     tfidf,
     tokens,
     top_terms,
@@ -104,6 +107,7 @@ class Features:
     time: float
     title_quality: float
     facts: tuple[frozenset[str], ...]  # (years, people, places): what tells look-alike events apart
+    dates: frozenset[str]  # calendar days the article says things happened on (dated articles only)
 
 
 # ---------------------------------------------------------------------------------------------- features
@@ -114,6 +118,15 @@ def event_time(article: Article) -> float:
     published, fetched = article.published, article.fetched_at
     t = published if published <= fetched + timedelta(hours=6) else fetched
     return t.timestamp()
+
+
+def publication_date(article: Article) -> date | None:
+    """The day an article was published; None when it carries no publication time of its own (the poller
+    and the JSON-lines reader then set `published` to the fetch time), as there is nothing to resolve
+    "on Thursday" against."""
+    if article.published == article.fetched_at:
+        return None
+    return datetime.fromtimestamp(event_time(article), UTC).date()
 
 
 def entity_vector(entities: Sequence[Entity]) -> Vector:
@@ -172,6 +185,7 @@ def features(article: TaggedArticle, settings: DedupSettings) -> Features:
         keys=article_keys(article, title_toks, body_toks),
         time=event_time(article),
         title_quality=title_quality(article.title),
+        dates=stated_dates(text_toks, day) if (day := publication_date(article)) else frozenset(),
         facts=(
             years(text_toks),
             _names(article.entities, "person"),
@@ -327,6 +341,8 @@ class StoryEngine:
         score = sum(w * v for w, v in parts) / total if total > 0 else 0.0
         if score >= s.similarity_threshold and self._conflicts(state, feats) >= s.conflict_kinds:
             score *= s.conflict_penalty
+        if score >= s.similarity_threshold and _disjoint(feats.dates, state.get("dates", ())):
+            score *= s.date_conflict_penalty
         return score
 
     @staticmethod
@@ -403,6 +419,7 @@ class StoryEngine:
             "evec_norm": 0.0,
             "sketches": {},
             "years": [],
+            "dates": [],
             "joins": 0,
             "join_sum": 0.0,
             "revision": 0,
@@ -434,9 +451,9 @@ class StoryEngine:
         if article.source not in state["sources"]:
             state["sources"].append(article.source)
         _merge_entities(state["entities"], article.entities)
-        story_years = state.setdefault("years", [])
-        for year in sorted(feats.facts[0] - set(story_years))[: _STORY_YEARS - len(story_years)]:
-            story_years.append(year)
+        for name, facts, keep in (("years", feats.facts[0], _STORY_YEARS), ("dates", feats.dates, s.story_dates)):
+            kept = state.setdefault(name, [])
+            kept.extend(sorted(facts.difference(kept))[: keep - len(kept)])
         if feats.sketch:
             sketches = state["sketches"]
             sketches[article.id] = _hex(feats.sketch)
@@ -519,6 +536,11 @@ class StoryEngine:
 def story_id_for(article_id: str) -> str:
     """Deterministic story id from the first article's id."""
     return "s-" + hashlib.blake2b(article_id.encode("utf-8"), digest_size=8).hexdigest()
+
+
+def _disjoint(mine: frozenset[str], story: Iterable[str]) -> bool:
+    """Both sides state facts of a kind and none of them agree."""
+    return bool(mine) and bool(story) and mine.isdisjoint(story)
 
 
 def _kth_largest(histogram: Counter[int], k: int) -> int:
@@ -628,6 +650,22 @@ def default_tagger(settings: Settings) -> Tagger | None:
     return tagger.tag  # type: ignore[no-any-return,unused-ignore]
 
 
+def tag_all(articles: Sequence[Article], settings: Settings, tagger: Tagger | None) -> list[TaggedArticle]:
+    """Tag articles in the stream's batch size, with `tagger` or else the stream's (none: untagged)."""
+    tagged: list[TaggedArticle] = []
+    batch = max(1, settings.worker.tag_batch_size)
+    for i in range(0, len(articles), batch):
+        chunk = articles[i : i + batch]
+        tagged.extend(tagger(chunk) if tagger else [TaggedArticle(**a.model_dump()) for a in chunk])
+    return tagged
+
+
+def assign_all(tagged: Iterable[TaggedArticle], settings: DedupSettings) -> list[Assignment]:
+    """One fresh engine over articles in the given order: what `newsflow cluster` and evaluation run."""
+    engine = StoryEngine(settings)
+    return [engine.assign(article) for article in tagged]
+
+
 def cli_cluster(
     input_path: Path, output_path: Path, settings: Settings, *, tagger: Tagger | None = None
 ) -> int:
@@ -640,22 +678,10 @@ def cli_cluster(
     started = time.perf_counter()
     articles = [article for _, article in read_articles(input_path)]
     tag = tagger or default_tagger(settings)
-    tagged: list[TaggedArticle] = []
-    batch = max(1, settings.worker.tag_batch_size)
-    for i in range(0, len(articles), batch):
-        chunk = articles[i : i + batch]
-        tagged.extend(tag(chunk) if tag else [TaggedArticle(**a.model_dump()) for a in chunk])
-    engine = StoryEngine(settings.dedup)
-    rows = []
-    stories: set[str] = set()
-    duplicates = 0
-    for article in tagged:
-        result = engine.assign(article)
-        rows.append(
-            {"id": result.article_id, "story_id": result.story_id, "duplicate_of": result.duplicate_of}
-        )
-        stories.add(result.story_id)
-        duplicates += result.duplicate_of is not None
+    results = assign_all(tag_all(articles, settings, tag), settings.dedup)
+    rows = [{"id": r.article_id, "story_id": r.story_id, "duplicate_of": r.duplicate_of} for r in results]
+    stories = {r.story_id for r in results}
+    duplicates = sum(r.duplicate_of is not None for r in results)
     output_path.parent.mkdir(parents=True, exist_ok=True)
     with output_path.open("w", encoding="utf-8") as out:
         write_rows(rows, out)

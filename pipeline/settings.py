@@ -128,9 +128,6 @@ class DedupSettings(_Section):
     body_weight: float = Field(0.5, ge=0, description="weight of the body-words cosine in the similarity")
     title_weight: float = Field(0.1, ge=0, description="weight of the headline-words cosine")
     entity_weight: float = Field(0.2, ge=0, description="weight of the canonical-entity cosine (when tagged)")
-    people_weight: float = Field(0.0, ge=0, description="weight of the people cosine: an event's participants")
-    time_weight: float = Field(0.0, ge=0, description="weight of the cosine of stated dates (years, months, weekdays)")
-    story_time_anchors: int = Field(24, ge=1, description="time anchors kept of a story's time centroid")
     lead_weight: float = Field(4.0, ge=0, description="extra weight of an article's first words (its lead)")
     article_terms: int = Field(60, ge=5, description="heaviest terms kept of an article's body vector")
     story_terms: int = Field(100, ge=10, description="heaviest terms kept of a story's body centroid")
@@ -148,6 +145,16 @@ class DedupSettings(_Section):
     )
     conflict_penalty: float = Field(
         0.8, ge=0, le=1, description="similarity multiplier for a story that disagrees on `conflict_kinds` facts"
+    )
+    date_conflict_penalty: float = Field(
+        0.7,
+        ge=0,
+        le=1,
+        description="similarity multiplier for a story none of whose calendar days the article names: resolved days"
+        " are exact, so a disagreement weighs more than `conflict_penalty`'s fuzzier facts",
+    )
+    story_dates: int = Field(
+        32, ge=1, description="calendar days kept per story: a few weeks of daily developments, bounded state"
     )
 
 

@@ -17,6 +17,7 @@ import re
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, timedelta
 from functools import lru_cache
 from operator import itemgetter
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -86,6 +87,81 @@ _YEARS = frozenset(str(y) for y in range(1950, 2050))
 def years(toks: Iterable[str]) -> frozenset[str]:
     """The years among a text's tokens ("2013" in "September 18th, 2013"; not "2,013" nor "v2013")."""
     return _YEARS.intersection(toks)
+
+
+_MONTHS = {
+    name: number
+    for number, names in enumerate(
+        (
+            ("january", "jan"),
+            ("february", "feb"),
+            ("march", "mar"),
+            ("april", "apr"),
+            ("may",),
+            ("june", "jun"),
+            ("july", "jul"),
+            ("august", "aug"),
+            ("september", "sep", "sept"),
+            ("october", "oct"),
+            ("november", "nov"),
+            ("december", "dec"),
+        ),
+        start=1,
+    )
+    for name in names
+}
+_DAYS = {str(d): d for d in range(1, 32)} | {f"{d}{s}": d for d in range(1, 32) for s in ("st", "nd", "rd", "th")}
+_WEEKDAYS = {
+    name: number
+    for number, name in enumerate(("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"))
+}
+_RELATIVE_DAYS = {"today": 0, "tonight": 0, "yesterday": -1}
+_DATE_WORDS = frozenset(_MONTHS) | frozenset(_WEEKDAYS) | frozenset(_RELATIVE_DAYS)
+# A day of a month is resolved to its occurrence nearest the publication date, if within half a year of it.
+_DATE_REACH_DAYS = 183
+
+
+def stated_dates(toks: Sequence[str], published: date) -> frozenset[str]:
+    """The calendar days a text says things happen on ("on Thursday", "Dec. 11", "26 November", "yesterday"),
+    resolved against its publication date, as ISO dates.
+
+    A weekday is the last such day up to publication ("next Tuesday" the first after it), a day of a month its
+    nearest occurrence. Resolution is what makes days comparable: a report written the next morning ("on
+    Thursday") agrees with one written the same evening ("today"), and two reports naming "Thursday" a week
+    apart do not. A month word counts only next to a day number ("May 4"; "4th of May" does not), so the verb
+    "may" or "march" is no date.
+    """
+    out: set[str] = set()
+    if _DATE_WORDS.isdisjoint(toks):  # most texts: one pass in C instead of a Python loop over every word
+        return frozenset()
+    last = len(toks) - 1
+    for i in [i for i, tok in enumerate(toks) if tok in _DATE_WORDS]:
+        tok = toks[i]
+        if (weekday := _WEEKDAYS.get(tok)) is not None:
+            if i > 0 and toks[i - 1] == "next":
+                ahead = (weekday - published.weekday()) % 7 or 7
+                out.add((published + timedelta(days=ahead)).isoformat())
+            else:
+                out.add((published - timedelta(days=(published.weekday() - weekday) % 7)).isoformat())
+        elif (shift := _RELATIVE_DAYS.get(tok)) is not None:
+            out.add((published + timedelta(days=shift)).isoformat())
+        elif (month := _MONTHS.get(tok)) is not None:
+            day = _DAYS.get(toks[i + 1] if i < last else "") or _DAYS.get(toks[i - 1] if i > 0 else "")
+            if day and (resolved := _nearest_date(month, day, published)) is not None:
+                out.add(resolved.isoformat())
+    return frozenset(out)
+
+
+def _nearest_date(month: int, day: int, published: date) -> date | None:
+    """The occurrence of month/day nearest `published`; None if impossible (31 June) or too far off."""
+    candidates = []
+    for year in (published.year - 1, published.year, published.year + 1):
+        try:
+            candidates.append(date(year, month, day))
+        except ValueError:
+            continue
+    best = min(candidates, key=lambda d: abs((d - published).days), default=None)
+    return best if best is not None and abs((best - published).days) <= _DATE_REACH_DAYS else None
 
 
 def tokens(text: str) -> list[str]:

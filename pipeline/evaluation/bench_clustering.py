@@ -23,6 +23,7 @@ from pipeline.models import Article, TaggedArticle
 from pipeline.settings import load_settings
 
 T0 = datetime(2026, 1, 5, tzinfo=UTC)
+FETCH_LAG_MIN = 7.0  # minutes from publication to the poller fetching an item
 
 
 def vocabulary(n: int = 20_000) -> list[str]:
@@ -51,6 +52,7 @@ class Synth:
         words = [rng.choice(topic) if rng.random() < 0.3 else rng.choice(self.common) for _ in range(length)]
         title = " ".join(rng.sample(topic, 5) + rng.sample(self.common, 3)).capitalize()
         when = T0 + timedelta(minutes=minutes)
+        fetched = when + timedelta(minutes=FETCH_LAG_MIN)  # dated, as real feed items: stated days get resolved
         return TaggedArticle(
             id=aid,
             feed="bench",
@@ -58,7 +60,7 @@ class Synth:
             title=title,
             text=" ".join(words) + ".",
             published=when,
-            fetched_at=when,
+            fetched_at=fetched,
         )
 
     def stream(self, n: int, n_stories: int, prefix: str, start_min: float = 0.0) -> Iterator[TaggedArticle]:
