@@ -24,7 +24,7 @@ from pipeline.alerts.models import (
 )
 from pipeline.alerts.store import SubscriptionStore
 from pipeline.errors import QueryError
-from pipeline.report import parse_since
+from pipeline.report import parse_entity, parse_since
 from pipeline.settings import Settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -91,12 +91,10 @@ def _channels(args: argparse.Namespace) -> list[Channel]:
 
 
 def _entities(specs: list[str]) -> EntityFilter:
+    """`--entity TYPE:NAME` as `newsflow search` reads it."""
     out: dict[str, list[str]] = {}
-    for spec in specs:
-        kind, _, name = spec.partition(":")
-        if kind not in ("person", "organization", "location") or not name:
-            raise QueryError(f"--entity {spec!r}: expected TYPE:NAME with TYPE person, organization or location")
-        out.setdefault(kind, []).append(name.strip('"'))
+    for kind, name in map(parse_entity, specs):
+        out.setdefault(kind, []).append(name)
     return EntityFilter(**out)
 
 

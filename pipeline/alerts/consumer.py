@@ -20,8 +20,8 @@ from kafka import KafkaConsumer
 from pydantic import ValidationError
 
 from pipeline import status
-from pipeline.alerts.dispatch import Clock, Dispatcher, utc_now
-from pipeline.models import EnrichedArticle
+from pipeline.alerts.dispatch import Clock, Dispatcher
+from pipeline.models import EnrichedArticle, utcnow
 from pipeline.search import connect
 from pipeline.settings import AlertSettings, Settings
 
@@ -54,7 +54,7 @@ def run(
     settings: Settings,
     alerts: AlertSettings | None = None,
     stop: threading.Event | None = None,
-    clock: Clock = utc_now,
+    clock: Clock = utcnow,
 ) -> int:
     """`newsflow alerts run`: consume until `stop` is set (or SIGTERM/SIGINT in the main thread). `clock` decides
     digest periods (a test moves it past a period's end instead of waiting for it)."""

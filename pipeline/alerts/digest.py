@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline.alerts.models import Alert, Digest, DigestFrequency, DigestItem
 from pipeline.alerts.models import dedup_key as make_key
 from pipeline.alerts.periods import DIGEST_FREQUENCIES, cut, period_length
-from pipeline.alerts.store import SubscriptionStore
+from pipeline.alerts.store import SubscriptionStore, create_index, refresh_story
 from pipeline.search.backend import SearchBackend
 from pipeline.settings import AlertSettings
 
@@ -56,12 +56,6 @@ def digest_items_mappings() -> dict[str, Any]:
     }
 
 
-_REFRESH = (
-    "if (ctx._source.status != 'collected' || ctx._source.story_revision >= params.revision) "
-    "{ ctx.op = 'noop'; return; } "
-    "ctx._source.title = params.title; ctx._source.sources = params.sources; "
-    "ctx._source.article_ids = params.article_ids; ctx._source.story_revision = params.revision;"
-)
 _CLAIM = (
     "if (ctx._source.status != 'collected') { ctx.op = 'noop'; return; } "
     "ctx._source.status = 'included'; ctx._source.digest = params.key;"
@@ -82,12 +76,9 @@ class DigestBook:
 
     def ensure_index(self) -> None:
         """Created on the first match of a digest subscription, not before (most setups have none)."""
-        if self._ready:
-            return
-        if not self.client.indices.exists(index=self.index):
-            body = {"settings": {"number_of_shards": 1, "number_of_replicas": 0}, "mappings": digest_items_mappings()}
-            self.client.indices.create(index=self.index, body=body, ignore=[400])  # 400: another process won
-        self._ready = True
+        if not self._ready:
+            create_index(self.client, self.index, digest_items_mappings())
+            self._ready = True
 
     def collect(self, alert: Alert, frequency: DigestFrequency, matched_at: datetime) -> None:
         """File the alert's story for its subscription's digest (an upsert: first match files, later refresh)."""
@@ -108,16 +99,10 @@ class DigestBook:
             "status": "collected",
             "digest": None,
         }
-        params = {
-            "title": alert.title,
-            "sources": alert.sources,
-            "article_ids": alert.article_ids,
-            "revision": alert.story_revision,
-        }
         self.client.update(
             index=self.index,
             id=item_key(alert.subscription_id, alert.story_id),
-            body={"script": {"lang": "painless", "source": _REFRESH, "params": params}, "upsert": doc},
+            body={"script": refresh_story(alert, "collected"), "upsert": doc},
             retry_on_conflict=5,
         )
 

@@ -31,7 +31,7 @@ from typing import Any, Literal
 import httpx
 
 from pipeline.alerts.digest import DigestBook, Digests
-from pipeline.alerts.messages import Outgoing, digest_title, render
+from pipeline.alerts.messages import Outgoing, digest_title, render, webhook_body
 from pipeline.alerts.models import (
     Alert,
     AlertKind,
@@ -43,8 +43,8 @@ from pipeline.alerts.models import (
     WebhookChannel,
 )
 from pipeline.alerts.models import dedup_key as make_key
-from pipeline.alerts.store import SubscriptionStore, story_document
-from pipeline.models import EnrichedArticle
+from pipeline.alerts.store import SubscriptionStore, create_index, refresh_story, story_document
+from pipeline.models import EnrichedArticle, utcnow
 from pipeline.search.backend import SearchBackend
 from pipeline.settings import AlertSettings, Settings
 
@@ -52,10 +52,6 @@ log = logging.getLogger(__name__)
 
 Status = Literal["collecting", "pending", "sending", "sent", "partial", "dead", "cancelled"]
 Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 # ------------------------------------------------------------------------------------------ decision (pure)
@@ -161,14 +157,15 @@ def alerts_mappings() -> dict[str, Any]:
     }
 
 
-def _status_of(exc: BaseException) -> int | None:
-    """HTTP status of a search-client error (opensearch-py: `status_code`; elasticsearch 8: `meta.status`)."""
-    code = getattr(exc, "status_code", None)
-    if isinstance(code, int):
-        return code
-    meta = getattr(exc, "meta", None)
-    status = getattr(meta, "status", None)
-    return status if isinstance(status, int) else None
+def _unless_conflict(write: Callable[[], Any]) -> Any | None:
+    """The engine's answer to a conditional write, or None if it refused it with a 409: someone else wrote first
+    (both search clients carry the HTTP status of an error answer in `status_code`)."""
+    try:
+        return write()
+    except Exception as exc:
+        if getattr(exc, "status_code", None) == 409:
+            return None
+        raise
 
 
 class AlertLog:
@@ -179,9 +176,7 @@ class AlertLog:
         self.index = settings.alerts_index
 
     def ensure_index(self) -> None:
-        if not self.client.indices.exists(index=self.index):
-            body = {"settings": {"number_of_shards": 1, "number_of_replicas": 0}, "mappings": alerts_mappings()}
-            self.client.indices.create(index=self.index, body=body, ignore=[400])
+        create_index(self.client, self.index, alerts_mappings())
 
     def logged_new(self, sub_ids: list[str], story_id: str) -> dict[str, Logged]:
         """The `new` alerts already claimed for this story, by subscription id (realtime mget: no refresh)."""
@@ -207,31 +202,11 @@ class AlertLog:
             "deliver_after": deliver_after.isoformat(),
             "deliveries": [],
         }
-        try:
-            self.client.create(index=self.index, id=alert.dedup_key, body=doc)
-        except Exception as exc:
-            if _status_of(exc) == 409:
-                return False
-            raise
-        return True
+        return _unless_conflict(lambda: self.client.create(index=self.index, id=alert.dedup_key, body=doc)) is not None
 
     def refresh_pending(self, alert: Alert) -> None:
         """Newer story fields onto a still-pending alert (a no-op once delivery started or for older snapshots)."""
-        script = {
-            "lang": "painless",
-            "source": (
-                "if (ctx._source.status != 'pending' || ctx._source.story_revision >= params.revision) "
-                "{ ctx.op = 'noop'; return; } "
-                "ctx._source.title = params.title; ctx._source.sources = params.sources; "
-                "ctx._source.article_ids = params.article_ids; ctx._source.story_revision = params.revision;"
-            ),
-            "params": {
-                "title": alert.title,
-                "sources": alert.sources,
-                "article_ids": alert.article_ids,
-                "revision": alert.story_revision,
-            },
-        }
+        script = refresh_story(alert, "pending")
         self.client.update(index=self.index, id=alert.dedup_key, body={"script": script}, retry_on_conflict=5)
 
     def get(self, key: str) -> dict[str, Any] | None:
@@ -243,19 +218,16 @@ class AlertLog:
         doc = self.get(key)
         if doc is None or doc["_source"].get("status") != "pending":
             return None
-        try:
-            self.client.update(
+        won = _unless_conflict(
+            lambda: self.client.update(
                 index=self.index,
                 id=key,
                 body={"doc": {"status": "sending"}},
                 if_seq_no=doc["_seq_no"],
                 if_primary_term=doc["_primary_term"],
             )
-        except Exception as exc:
-            if _status_of(exc) == 409:
-                return None
-            raise
-        return dict(doc["_source"])
+        )
+        return None if won is None else dict(doc["_source"])
 
     def finish(
         self, key: str, status: Status, deliveries: list[dict[str, Any]], latency_s: float | None = None
@@ -287,13 +259,8 @@ class AlertLog:
             "last_error": None,
             "deliveries": [],
         }
-        try:
-            created = self.client.create(index=self.index, id=digest.dedup_key, body=doc)
-        except Exception as exc:
-            if _status_of(exc) == 409:
-                return None
-            raise
-        return int(created["_seq_no"]), int(created["_primary_term"])
+        created = _unless_conflict(lambda: self.client.create(index=self.index, id=digest.dedup_key, body=doc))
+        return None if created is None else (int(created["_seq_no"]), int(created["_primary_term"]))
 
     def seal_digest(self, digest: Digest, version: tuple[int, int]) -> bool:
         """`collecting -> pending` with its stories (`cancelled` if none are left), unless someone else sealed it
@@ -305,8 +272,8 @@ class AlertLog:
             "status": "pending" if digest.items else "cancelled",
             "deliver_after": datetime.now(UTC).isoformat(),
         }
-        try:
-            self.client.update(
+        sealed = _unless_conflict(
+            lambda: self.client.update(
                 index=self.index,
                 id=digest.dedup_key,
                 body={"doc": doc},
@@ -314,11 +281,8 @@ class AlertLog:
                 if_primary_term=version[1],
                 refresh=True,
             )
-        except Exception as exc:
-            if _status_of(exc) == 409:
-                return False
-            raise
-        return True
+        )
+        return sealed is not None
 
     def stale_digests(self, older_than: datetime) -> list[tuple[Digest, tuple[int, int]]]:
         """Digests still `collecting` since before `older_than`: their flusher died before sealing them."""
@@ -389,7 +353,7 @@ class Senders:
 
     def webhook(self, out: Outgoing, channel: WebhookChannel) -> None:
         """JSON POST; a Slack-style channel gets `{"text": ...}` instead."""
-        response = self._http.post(channel.url, json={"text": out.text} if channel.slack else out.payload)
+        response = self._http.post(channel.url, json=webhook_body(out, channel))
         if response.status_code >= 400:
             error = f"HTTP {response.status_code} from {channel.url}"
             if response.status_code < 500 and response.status_code not in (408, 429):
@@ -513,8 +477,7 @@ class Dispatcher:
         settings: Settings,
         alerts: AlertSettings,
         backend: SearchBackend,
-        senders: Senders | None = None,
-        clock: Clock = utc_now,
+        clock: Clock = utcnow,
     ) -> None:
         self.alerts = alerts
         self.clock = clock
@@ -522,7 +485,7 @@ class Dispatcher:
         self.log = AlertLog(backend, alerts)
         self.book = DigestBook(backend, alerts)
         self.digests = Digests(self.store, self.log, self.book, alerts)
-        self.senders = senders or Senders(settings, alerts)
+        self.senders = Senders(settings, alerts)
         self._due: dict[str, float] = {}  # dedup key -> time.time() it may be delivered
         self._pool = ThreadPoolExecutor(alerts.delivery_threads, thread_name_prefix="alert-delivery")
         self._in_flight: dict[str, Future[Status | None]] = {}
@@ -540,39 +503,33 @@ class Dispatcher:
         self.store.ensure_index()
         self.log.ensure_index()
 
-    def process(self, article: EnrichedArticle) -> list[Action]:
+    def process(self, article: EnrichedArticle) -> None:
         """Percolate the article's story once and write the resulting claims/refreshes (durable on return)."""
         if not alertable(article) or article.story is None:
-            return []
+            return
         matched = self.store.match(story_document(article))
         if not matched:
-            return []
+            return
         logged = self.log.logged_new([s.id for s in matched], article.story.story_id)
         by_id = {s.id: s for s in matched}
-        actions = decide(article, matched, logged, self.alerts.update_after_sources)
-        done: list[Action] = []
-        for action in actions:
+        for action in decide(article, matched, logged, self.alerts.update_after_sources):
             sub = by_id[action.alert.subscription_id]
             if action.op == "collect" and sub.frequency != "instant":
                 self.book.collect(action.alert, sub.frequency, self.clock())
-                done.append(action)
                 with self._figures_lock:
                     self.figures.collected += 1
                 continue
             if action.op == "refresh":
                 self.log.refresh_pending(action.alert)
-                done.append(action)
                 continue
             settle = self.alerts.settle_s if action.alert.kind == "new" else 0.0
             when = time.time() + settle
             if self.log.claim(action.alert, sub, datetime.fromtimestamp(when, UTC)):
                 self._due[action.alert.dedup_key] = when
-                done.append(action)
                 with self._figures_lock:
                     self.figures.claimed += 1
             elif action.alert.kind == "new":  # lost a race to another worker: still share our sources
                 self.log.refresh_pending(action.alert)
-        return done
 
     def flush_digests(self, *, early: bool = False) -> list[str]:
         """Seal the digests due now (`early`: the current periods too) and queue them for delivery."""
@@ -590,10 +547,10 @@ class Dispatcher:
             self._due.pop(key, None)
         return [f.result() for f in [self._pool.submit(self._deliver, key) for key in keys]]
 
-    def deliver_due(self, now: float | None = None) -> list[Future[Status | None]]:
+    def deliver_due(self) -> None:
         """Start delivering every alert whose settle time passed (and, now and then, orphaned ones and the
         digests whose period ended)."""
-        now = time.time() if now is None else now
+        now = time.time()
         if now >= self._next_digest_check:
             self._next_digest_check = now + self.alerts.digest_check_s
             self.flush_digests()
@@ -602,15 +559,12 @@ class Dispatcher:
             older = datetime.fromtimestamp(now - self.alerts.orphan_after_s, UTC)
             for key in self.log.orphans(older):
                 self._due.setdefault(key, now)
-        started: list[Future[Status | None]] = []
         for key, when in list(self._due.items()):
             if when <= now and key not in self._in_flight:
                 del self._due[key]
                 future = self._pool.submit(self._deliver, key)
                 self._in_flight[key] = future
                 future.add_done_callback(functools.partial(self._forget, key))
-                started.append(future)
-        return started
 
     def _forget(self, key: str, _future: Future[Status | None]) -> None:
         self._in_flight.pop(key, None)

@@ -43,6 +43,11 @@ def render(message: Alert | Digest, sub: Subscription) -> Outgoing:
     )
 
 
+def webhook_body(out: Outgoing, channel: WebhookChannel) -> dict[str, Any]:
+    """What a webhook receives: the JSON, or Slack's `{"text"}` when the channel asks for it."""
+    return {"text": out.text} if channel.slack else out.payload
+
+
 # ------------------------------------------------------------------------------------------ one story
 
 
@@ -69,11 +74,6 @@ def message_html(alert: Alert, sub: Subscription) -> str:
 def alert_payload(alert: Alert, sub: Subscription) -> dict[str, Any]:
     """The alert as JSON, with `id` = dedup key."""
     return {"id": alert.dedup_key, "subscription": sub.name, **alert.model_dump(mode="json")}
-
-
-def webhook_payload(alert: Alert, sub: Subscription, channel: WebhookChannel) -> dict[str, Any]:
-    """What a webhook receives: the JSON, or Slack's `{"text"}` when the channel asks for it."""
-    return {"text": message_text(alert, sub)} if channel.slack else alert_payload(alert, sub)
 
 
 # ------------------------------------------------------------------------------------------ a digest

@@ -12,7 +12,7 @@ import builtins
 import json
 from typing import Any
 
-from pipeline.alerts.models import Subscription
+from pipeline.alerts.models import Alert, Subscription
 from pipeline.errors import QueryError
 from pipeline.models import EnrichedArticle
 from pipeline.search.backend import SearchBackend
@@ -81,13 +81,8 @@ class SubscriptionStore:
         self.client: Any = backend.client
         self.index = alerts.subscriptions_index
 
-    def ensure_index(self) -> bool:
-        """Create the index with its mapping if missing; returns whether it was created."""
-        if self.client.indices.exists(index=self.index):
-            return False
-        body = {"settings": {"number_of_shards": 1, "number_of_replicas": 0}, "mappings": subscriptions_mappings()}
-        self.client.indices.create(index=self.index, body=body, ignore=[400])  # 400: another process won
-        return True
+    def ensure_index(self) -> None:
+        create_index(self.client, self.index, subscriptions_mappings())
 
     def validate(self, sub: Subscription) -> dict[str, Any]:
         """The compiled query, or QueryError (one line) if the engine cannot parse it against this mapping."""
@@ -170,6 +165,37 @@ class SubscriptionStore:
         }
         hits = self.client.search(index=self.index, body=body, ignore_unavailable=True)["hits"]["hits"]
         return [Subscription.model_validate(h["_source"]["spec"]) for h in hits]
+
+
+# ------------------------------------------------------------------------------------------ shared by the logs
+
+
+def create_index(client: Any, index: str, mappings: dict[str, Any]) -> None:
+    """A one-shard index with these mappings, unless it exists (a 400 on create: another process won)."""
+    if not client.indices.exists(index=index):
+        body = {"settings": {"number_of_shards": 1, "number_of_replicas": 0}, "mappings": mappings}
+        client.indices.create(index=index, body=body, ignore=[400])
+
+
+_REFRESH_STORY = (
+    "if (ctx._source.status != params.status || ctx._source.story_revision >= params.revision) "
+    "{ ctx.op = 'noop'; return; } "
+    "ctx._source.title = params.title; ctx._source.sources = params.sources; "
+    "ctx._source.article_ids = params.article_ids; ctx._source.story_revision = params.revision;"
+)
+
+
+def refresh_story(alert: Alert, status: str) -> dict[str, Any]:
+    """A scripted update putting the alert's (newer) story snapshot on a document while it is still `status`:
+    a no-op once it moved on, or for an older snapshot."""
+    params = {
+        "status": status,
+        "title": alert.title,
+        "sources": alert.sources,
+        "article_ids": alert.article_ids,
+        "revision": alert.story_revision,
+    }
+    return {"lang": "painless", "source": _REFRESH_STORY, "params": params}
 
 
 def _one_line(text: str) -> str:

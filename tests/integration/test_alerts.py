@@ -3,33 +3,24 @@ exactly one alert per story, delivered to a local webhook receiver and a real lo
 
 from __future__ import annotations
 
-import email
-import email.policy
-import json
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from email.message import EmailMessage
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from pipeline import bus, status
-from pipeline.alerts.consumer import run
 from pipeline.alerts.dispatch import AlertLog
 from pipeline.alerts.models import EmailChannel, Subscription, WebhookChannel, dedup_key
 from pipeline.alerts.store import SubscriptionStore
+from pipeline.demo import AlertReceiver
 from pipeline.errors import QueryError
 from pipeline.models import EnrichedArticle, Story
 from pipeline.search import connect
 from pipeline.settings import AlertSettings, Settings
 from tests.conftest import Isolated
-from tests.integration.helpers import wait_until
+from tests.integration.helpers import AlertStage, Mailbox, free_port, smtp_server, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -41,79 +32,22 @@ SUMMARY = (
 )
 
 
-def free_port() -> int:
-    """A port nobody listens on (bound, then released): a webhook there is unreachable."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Webhook:
-    """A local webhook receiver recording (receipt time, JSON body)."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[float, dict[str, Any]]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                outer.received.append((time.time(), json.loads(body)))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-class Mailbox:
-    """aiosmtpd handler: every message the SMTP server accepted."""
-
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        assert isinstance(msg, EmailMessage)
-        self.messages.append(msg)
-        return "250 OK"
-
-
 @pytest.fixture
-def webhook() -> Iterator[Webhook]:
-    hook = Webhook()
+def webhook() -> Iterator[AlertReceiver]:
+    hook = AlertReceiver()
     yield hook
     hook.close()
 
 
 @pytest.fixture
 def mailbox() -> Iterator[tuple[Mailbox, int]]:
-    box, port = Mailbox(), free_port()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield box, port
-    controller.stop()
+    with smtp_server() as served:
+        yield served
 
 
 def alert_settings(iso: Isolated, smtp_port: int) -> AlertSettings:
-    prefix = iso.settings.kafka.topics.enriched.split(".")[0]
-    return AlertSettings(
-        subscriptions_index=f"{prefix}-subscriptions",
-        alerts_index=f"{prefix}-alerts",
-        group_id=f"{prefix}-alerts",
-        smtp_port=smtp_port,
-        attempts=3,
-        backoff_s=0.1,
-    )
+    """The test's own indices and group (from `isolated`), its SMTP server and quick retries."""
+    return iso.settings.alerts.model_copy(update={"smtp_port": smtp_port, "attempts": 3, "backoff_s": 0.1})
 
 
 def snapshot(n: int, sources: list[str], duplicates: int = 0) -> Story:
@@ -198,21 +132,6 @@ def produce(settings: Settings, items: list[EnrichedArticle]) -> float:
     return started
 
 
-class Running:
-    """The alert consumer in a thread, stopped at the end of the test; its heartbeat goes to `state_dir`."""
-
-    def __init__(self, settings: Settings, alerts: AlertSettings, state_dir: Path) -> None:
-        self.stop = threading.Event()
-        settings = settings.model_copy(update={"stack": settings.stack.model_copy(update={"state_dir": state_dir})})
-        self.thread = threading.Thread(target=run, args=(settings, alerts, self.stop), daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(30)
-        assert not self.thread.is_alive()
-
-
 def committed(settings: Settings, group: str) -> int:
     client = bus.admin(settings)
     try:
@@ -238,7 +157,7 @@ def test_a_bad_query_is_rejected_and_nothing_is_stored(isolated: Isolated) -> No
 
 
 def test_one_alert_per_story_exactly_once_with_dead_letter_and_email(
-    isolated: Isolated, webhook: Webhook, mailbox: tuple[Mailbox, int], tmp_path: Path
+    isolated: Isolated, webhook: AlertReceiver, mailbox: tuple[Mailbox, int], tmp_path: Path
 ) -> None:
     settings = isolated.settings
     box, smtp_port = mailbox
@@ -259,7 +178,7 @@ def test_one_alert_per_story_exactly_once_with_dead_letter_and_email(
     )
     store.add(Subscription(name="volcano", owner="dee", query="volcano", channels=[WebhookChannel(url=webhook.url)]))
 
-    consumer = Running(settings, alerts, tmp_path)
+    consumer = AlertStage(settings, alerts, tmp_path)
     try:
         produced_at = produce(settings, reports())
         wait_until(lambda: webhook.received, 30, "the webhook alert", interval=0.02)
@@ -319,7 +238,7 @@ def test_one_alert_per_story_exactly_once_with_dead_letter_and_email(
 
     # Replays: a fresh consumer group re-reads everything, and the same messages are produced again.
     replay = alerts.model_copy(update={"group_id": f"{alerts.group_id}-replay"})
-    again = Running(settings, replay, tmp_path / "replay")
+    again = AlertStage(settings, replay, tmp_path / "replay")
     try:
         produce(settings, reports())
         wait_until(lambda: committed(settings, replay.group_id) >= 7, 30, "the replay consumed", interval=0.2)

@@ -4,11 +4,7 @@ finds recent stories in the articles index."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,21 +15,14 @@ import pytest
 from pipeline.alerts.api import API_KEY_HEADER, hash_key
 from pipeline.alerts.store import SubscriptionStore
 from pipeline.models import EnrichedArticle, Story
-from pipeline.search import SearchBackend, connect
-from pipeline.search.documents import bulk_actions
+from pipeline.search import SearchBackend
 from tests.conftest import Isolated
-from tests.integration.helpers import spawn, stop, wait_until
+from tests.integration.helpers import articles_in_engine, free_port, newsflow, spawn, stop, wait_until
 
 pytestmark = pytest.mark.integration
 
 KEYS = {"ann": "ann-key-0123456789", "bob": "bob-key-0123456789"}
 NOW = datetime.now(UTC)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def article(art_id: str, story_id: str, title: str, age: timedelta, duplicate_of: str | None = None) -> EnrichedArticle:
@@ -63,22 +52,9 @@ ARTICLES = [
 @pytest.fixture
 def engine(isolated: Isolated) -> Iterator[SearchBackend]:
     """The test's own articles indices (with the stories above) and subscriptions index, removed afterwards."""
-    settings = isolated.settings
-    backend = connect(settings.search)
-    backend.ensure_templates()
-    outcomes = backend.bulk(bulk_actions(ARTICLES, settings.search.indices))
-    assert all(o.ok for o in outcomes), [o.error for o in outcomes if not o.ok]
-    backend.refresh()
-    yield backend
-    idx = settings.search.indices
-    with contextlib.suppress(Exception):
-        backend.client.indices.delete(index=settings.alerts.subscriptions_index, ignore=[404])
-        for pattern in (f"{idx.articles}*", f"{idx.stories}*"):
-            for name in backend.client.indices.get(index=pattern):
-                backend.client.indices.delete(index=name)
-            for template in backend.client.indices.get_index_template(name=pattern).get("index_templates", []):
-                backend.client.indices.delete_index_template(name=template["name"])
-    backend.close()
+    with articles_in_engine(isolated.settings, ARTICLES) as backend:
+        yield backend
+        backend.client.indices.delete(index=isolated.settings.alerts.subscriptions_index, ignore=[404])
 
 
 @pytest.fixture
@@ -170,13 +146,6 @@ def test_owners_see_and_change_only_their_own_subscriptions(
         assert http.delete(f"/subscriptions/{sub['id']}", headers=as_("ann")).status_code == 204
         assert http.get(f"/subscriptions/{sub['id']}", headers=as_("ann")).status_code == 404
         assert http.get("/subscriptions", headers=as_("ann")).json() == []
-
-
-def newsflow(*args: str) -> subprocess.CompletedProcess[str]:
-    """The real command, in a child process with the test's isolated settings (inherited environment)."""
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, timeout=120, check=False
-    )
 
 
 def test_cli_add_list_show_test_rm(engine: SearchBackend) -> None:

@@ -4,9 +4,6 @@ of the same reports, a restarted stage send nothing new."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,19 +11,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from fastapi.testclient import TestClient
 
-from pipeline import bus, status
+from pipeline import bus
 from pipeline.alerts.api import API_KEY_HEADER, create_app, hash_key
-from pipeline.alerts.consumer import run
 from pipeline.alerts.periods import cut
+from pipeline.demo import AlertReceiver
 from pipeline.models import EnrichedArticle, Story
 from pipeline.search import SearchBackend, connect
-from pipeline.settings import AlertSettings, ApiKey, ApiSettings, Settings
+from pipeline.settings import AlertSettings, ApiKey, ApiSettings
 from tests.conftest import Isolated
-from tests.integration.helpers import wait_until
-from tests.integration.test_alerts import TITLE, Mailbox, Webhook, free_port, other_story, produce, reports
+from tests.integration.helpers import AlertStage, Mailbox, newsflow, smtp_server, wait_until
+from tests.integration.test_alerts import TITLE, other_story, produce, reports
 
 pytestmark = pytest.mark.integration
 
@@ -44,41 +40,17 @@ class FakeClock:
         return self.now
 
 
-class Stage:
-    """`newsflow alerts run` in a thread (its heartbeat in `state_dir`), stopped at the end of the test."""
-
-    def __init__(self, settings: Settings, alerts: AlertSettings, state_dir: Path, clock: FakeClock | None) -> None:
-        self.stop = threading.Event()
-        settings = settings.model_copy(update={"stack": settings.stack.model_copy(update={"state_dir": state_dir})})
-        kwargs: dict[str, Any] = {"clock": clock} if clock else {}
-        self.thread = threading.Thread(target=run, args=(settings, alerts, self.stop), kwargs=kwargs, daemon=True)
-        self.thread.start()
-        self.state_dir = state_dir
-
-    def beat(self) -> dict[str, Any]:
-        beats = [b for n, b in status.read_all(self.state_dir).items() if n.startswith("alerts-")]
-        return beats[0] if beats else {}
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(30)
-        assert not self.thread.is_alive()
-
-
 @pytest.fixture
-def webhook() -> Iterator[Webhook]:
-    hook = Webhook()
+def webhook() -> Iterator[AlertReceiver]:
+    hook = AlertReceiver()
     yield hook
     hook.close()
 
 
 @pytest.fixture
 def mailbox() -> Iterator[tuple[Mailbox, int]]:
-    box, port = Mailbox(), free_port()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield box, port
-    controller.stop()
+    with smtp_server() as served:
+        yield served
 
 
 @pytest.fixture
@@ -89,13 +61,6 @@ def engine(isolated: Isolated) -> Iterator[SearchBackend]:
     for index in (a.subscriptions_index, a.alerts_index, a.digest_index):
         backend.client.indices.delete(index=index, ignore=[404])
     backend.close()
-
-
-def newsflow(*args: str) -> subprocess.CompletedProcess[str]:
-    """The real command in a child process, with the test's isolated settings (inherited environment)."""
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, timeout=120, check=False
-    )
 
 
 def waiting(backend: SearchBackend, alerts: AlertSettings) -> dict[str, dict[str, Any]]:
@@ -120,7 +85,7 @@ def both_stories_waiting(backend: SearchBackend, alerts: AlertSettings) -> bool:
 def test_a_daily_digest_lists_both_stories_once_and_a_second_flush_sends_nothing(
     isolated: Isolated,
     engine: SearchBackend,
-    webhook: Webhook,
+    webhook: AlertReceiver,
     mailbox: tuple[Mailbox, int],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -140,7 +105,7 @@ def test_a_daily_digest_lists_both_stories_once_and_a_second_flush_sends_nothing
     sub_id = added.stdout.strip()
     assert newsflow("subscriptions", "--owner", "ann", "list").stdout.split()[-1] == "daily"
 
-    stage = Stage(settings, alerts, tmp_path / "stage", None)
+    stage = AlertStage(settings, alerts, tmp_path / "stage")
     try:
         produce(settings, [*reports(), other_story()])
         wait_until(lambda: both_stories_waiting(engine, alerts), 60, "both stories collected", interval=0.2)
@@ -201,7 +166,7 @@ def new_story(story_id: str, title: str) -> EnrichedArticle:
 
 
 def test_the_alerting_stage_sends_each_hourly_digest_when_its_period_ends(
-    isolated: Isolated, engine: SearchBackend, webhook: Webhook, tmp_path: Path
+    isolated: Isolated, engine: SearchBackend, webhook: AlertReceiver, tmp_path: Path
 ) -> None:
     key_settings = isolated.settings.model_copy(
         update={"api": ApiSettings(keys=[ApiKey(owner="ann", sha256=hash_key(ANN_KEY))])}
@@ -222,7 +187,7 @@ def test_the_alerting_stage_sends_each_hourly_digest_when_its_period_ends(
     clock = FakeClock(datetime(2026, 11, 20, 8, 20, tzinfo=UTC))
     grace = timedelta(seconds=alerts.digest_grace_s)
     bus.ensure_topics(settings)
-    stage = Stage(settings, alerts, tmp_path / "stage", clock)
+    stage = AlertStage(settings, alerts, tmp_path / "stage", clock)
     try:
         produce(settings, [*reports(), other_story()])
         wait_until(lambda: both_stories_waiting(engine, alerts), 60, "both stories collected", interval=0.2)

@@ -18,12 +18,11 @@ import pytest
 from pipeline import registry, status
 from pipeline.alerts.models import Subscription, WebhookChannel
 from pipeline.alerts.store import SubscriptionStore
-from pipeline.demo import DEMO_DIR, serve_directory
+from pipeline.demo import DEMO_DIR, AlertReceiver, serve_directory
 from pipeline.search import connect
 from pipeline.settings import FeedConfig, WorkerSettings, load_settings
 from tests.conftest import Isolated
 from tests.integration.helpers import log_tail, spawn, stop, wait_until
-from tests.integration.test_alerts import Webhook
 
 pytestmark = pytest.mark.integration
 
@@ -75,7 +74,7 @@ def test_run_alerts_within_seconds_of_the_poll(
 
     backend = connect(settings.search)
     store = SubscriptionStore(backend, settings.alerts)
-    hook = Webhook()
+    hook = AlertReceiver()
 
     def alerting_done(items: int) -> bool:
         """The alerting stage has read every item (original or not) and has nothing waiting or in flight."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -12,9 +11,9 @@ import pytest
 from pipeline import report
 from pipeline.models import EnrichedArticle, Entity, Story
 from pipeline.report import find_stories, parse_filters
-from pipeline.search import SearchBackend, connect
-from pipeline.search.documents import bulk_actions
+from pipeline.search import SearchBackend
 from tests.conftest import Isolated
+from tests.integration.helpers import articles_in_engine
 
 pytestmark = pytest.mark.integration
 
@@ -56,21 +55,8 @@ ARTICLES = [
 
 @pytest.fixture
 def backend(isolated: Isolated) -> Iterator[SearchBackend]:
-    settings = isolated.settings
-    engine = connect(settings.search)
-    engine.ensure_templates()
-    outcomes = engine.bulk(bulk_actions(ARTICLES, settings.search.indices))
-    assert all(o.ok for o in outcomes), [o.error for o in outcomes if not o.ok]
-    engine.refresh()
-    yield engine
-    idx = settings.search.indices
-    with contextlib.suppress(Exception):  # best-effort cleanup of this test's own indices and templates
-        for pattern in (f"{idx.articles}*", f"{idx.stories}*"):
-            for name in engine.client.indices.get(index=pattern):
-                engine.client.indices.delete(index=name)
-            for template in engine.client.indices.get_index_template(name=pattern).get("index_templates", []):
-                engine.client.indices.delete_index_template(name=template["name"])
-    engine.close()
+    with articles_in_engine(isolated.settings, ARTICLES) as engine:
+        yield engine
 
 
 def search(iso: Isolated, engine: SearchBackend, text: str = "", **filters: object) -> dict[str, list[str]]:

@@ -17,7 +17,7 @@ from pipeline.alerts.dispatch import (
     overall,
     with_retries,
 )
-from pipeline.alerts.messages import webhook_payload
+from pipeline.alerts.messages import render, webhook_body
 from pipeline.alerts.models import Alert, Subscription, WebhookChannel, dedup_key
 from pipeline.alerts.store import compile_query, story_document
 from pipeline.models import EnrichedArticle, Entity, Story
@@ -143,9 +143,10 @@ def test_permanent_errors_are_not_retried_and_a_later_success_is_sent() -> None:
 def test_slack_payload_is_text_only() -> None:
     s = sub()
     alert = Alert(subscription_id=s.id, story_id="s-1", kind="new", title="T", sources=["A", "B"])
-    slack = webhook_payload(alert, s, WebhookChannel(url="http://x", slack=True))
-    assert list(slack) == ["text"] and "T" in slack["text"] and "A, B" in slack["text"]
-    plain = webhook_payload(alert, s, WebhookChannel(url="http://x"))
+    out = render(alert, s)
+    slack = webhook_body(out, WebhookChannel(url="http://x", slack=True))
+    assert slack == {"text": out.text} and "T" in slack["text"] and "A, B" in slack["text"]
+    plain = webhook_body(out, WebhookChannel(url="http://x"))
     assert plain["id"] == alert.dedup_key and plain["sources"] == ["A", "B"]
 
 
@@ -172,7 +173,7 @@ def test_percolated_document_carries_story_sources_and_entities() -> None:
 def test_alert_carries_the_poll_time_and_latency_is_measured_from_it() -> None:
     article = enriched("a1", ["Harbor Times"]).model_copy(update={"fetched_at": NOW})
     alert = decide(article, [sub()], {}, update_after=3)[0].alert
-    assert alert.polled_at == NOW and webhook_payload(alert, sub(), WebhookChannel(url="http://x"))["polled_at"]
+    assert alert.polled_at == NOW and render(alert, sub()).payload["polled_at"] == "2026-11-20T08:00:00Z"
     assert latency(alert, NOW + timedelta(seconds=1.25)) == 1.25
     assert latency(alert.model_copy(update={"polled_at": None}), NOW) is None
 
