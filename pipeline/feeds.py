@@ -14,6 +14,7 @@ declares entities other than a few plain-text ones (`_screen_entities`).
 
 from __future__ import annotations
 
+import asyncio
 import calendar
 import hashlib
 import io
@@ -34,16 +35,16 @@ import httpx
 
 from pipeline.errors import FeedError
 from pipeline.models import Article
-from pipeline.urls import canonical_url, check_feed_url
+from pipeline.urls import canonical_url
 
 if TYPE_CHECKING:
+    from pipeline.poller import Response
     from pipeline.settings import Settings
 
 # A feed clock a little ahead of ours is normal; beyond this a date is wrong and would pin the item on top.
 FUTURE_TOLERANCE = timedelta(minutes=15)
 # When an item has text but no summary, the summary is the start of the text, cut at a word boundary.
 SUMMARY_FROM_TEXT_CHARS = 500
-MAX_REDIRECTS = 5
 _DATE_KEYS = ("published_parsed", "updated_parsed", "created_parsed")
 
 # ---------------------------------------------------------------------------------------------------------
@@ -524,63 +525,28 @@ def _entry_article(
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Fetching (CLI only; the poller has its own async fetcher) and `newsflow feed parse`
+# `newsflow feed parse`
 # ---------------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Fetched:
-    content: bytes
-    final_url: str
-    content_type: str | None
+def fetch_feed(url: str, settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None) -> Response:
+    """GET a feed exactly as the poller does (`pipeline.poller.fetch`: URL safety on every redirect hop,
+    timeout, size cap), without conditional headers. `transport` is for tests (httpx.MockTransport)."""
+    from pipeline.poller import fetch, http_client  # the poller imports this module: import when needed
 
+    async def get() -> Response:
+        async with http_client(settings.poller, transport) as client:
+            return await fetch(client, url, settings.poller)
 
-def fetch_feed(url: str, settings: Settings, *, transport: httpx.BaseTransport | None = None) -> Fetched:
-    """GET a feed with the poller's limits: URL safety on every redirect hop, timeout, size cap.
-
-    Redirects are followed by hand so that each hop is checked: a public URL redirecting to
-    169.254.169.254 is the classic SSRF path. `transport` is for tests (httpx.MockTransport).
-    """
-    poller = settings.poller
-    current = url
-    headers = {
-        "User-Agent": poller.user_agent,
-        "Accept": "application/rss+xml, application/atom+xml, */*;q=0.5",
-    }
-    try:
-        with httpx.Client(
-            timeout=poller.timeout_s, follow_redirects=False, headers=headers, transport=transport
-        ) as client:
-            for _ in range(MAX_REDIRECTS + 1):
-                check_feed_url(current, poller.allow_private_hosts)
-                with client.stream("GET", current) as response:
-                    if response.is_redirect and response.headers.get("location"):
-                        current = urljoin(current, response.headers["location"])
-                        continue
-                    if response.status_code >= 400:
-                        raise FeedError(f"HTTP {response.status_code} from {current}")
-                    declared = response.headers.get("content-length")
-                    if declared and declared.isdigit() and int(declared) > poller.max_bytes:
-                        raise FeedError(
-                            f"feed is larger than poller.max_bytes ({declared} > {poller.max_bytes})"
-                        )
-                    body = bytearray()
-                    for chunk in response.iter_bytes():
-                        body.extend(chunk)
-                        if len(body) > poller.max_bytes:
-                            raise FeedError(f"feed is larger than poller.max_bytes ({poller.max_bytes})")
-                    return Fetched(bytes(body), current, response.headers.get("content-type"))
-            raise FeedError(f"too many redirects (> {MAX_REDIRECTS}) from {url}")
-    except httpx.HTTPError as exc:
-        raise FeedError(f"cannot fetch {current}: {_one_line(f'{type(exc).__name__}: {exc}')}") from None
+    return asyncio.run(get())
 
 
 def _load(source: str, settings: Settings) -> tuple[bytes, str, str | None, str]:
     """(content, feed_url, content_type, base_url) for a file path or an http(s) URL."""
     scheme = urlsplit(source).scheme.lower() if "://" in source else ""
     if scheme in ("http", "https"):
-        fetched = fetch_feed(source, settings)
-        return fetched.content, source, fetched.content_type, fetched.final_url
+        response = fetch_feed(source, settings)
+        return response.content, source, response.headers.get("content-type"), response.final_url
     if scheme:
         raise FeedError(f"unsupported input {source!r}: give a file path or an http(s) URL")
     path = Path(source)

@@ -21,19 +21,16 @@ from pipeline.schedule import FeedState
 from pipeline.settings import FeedConfig, Settings
 
 
-def _ago(ts: float | None, now: float) -> str:
-    if ts is None:
-        return "never"
-    s = max(0.0, now - ts)
-    return f"{s:.0f}s ago" if s < 120 else f"{s / 60:.0f}m ago" if s < 7200 else f"{s / 3600:.1f}h ago"
-
-
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
     return (
         f"{seconds:.0f}s" if seconds < 120 else f"{seconds / 60:.0f}m" if seconds < 7200 else f"{seconds / 3600:.1f}h"
     )
+
+
+def _ago(ts: float | None, now: float) -> str:
+    return "never" if ts is None else _duration(max(0.0, now - ts)) + " ago"
 
 
 def _every(row: dict[str, Any]) -> str:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import os
 import random
@@ -51,8 +50,8 @@ from pipeline.schedule import (
     record_new_items,
     success_interval,
 )
-from pipeline.settings import FeedConfig, Settings
-from pipeline.urls import check_feed_url
+from pipeline.settings import FeedConfig, PollerSettings, Settings
+from pipeline.urls import check_feed_url, needs_dns
 
 log = logging.getLogger(__name__)
 
@@ -128,14 +127,11 @@ class SeenStore:
         self.db.commit()
         return cur.rowcount
 
-    def validators(self, url: str) -> dict[str, str]:
+    def saved_validators(self, url: str) -> tuple[str | None, str | None]:
+        """(ETag, Last-Modified) of the feed's last successful response, so a restart still sends a conditional
+        GET; (None, None) for a feed never fetched."""
         row = self.db.execute("SELECT etag, last_modified FROM feeds WHERE url = ?", (url,)).fetchone()
-        headers: dict[str, str] = {}
-        if row and row[0]:
-            headers["If-None-Match"] = row[0]
-        if row and row[1]:
-            headers["If-Modified-Since"] = row[1]
-        return headers
+        return (row[0], row[1]) if row else (None, None)
 
     def record(self, result: FeedResult, etag: str | None = None, last_modified: str | None = None) -> None:
         now = time.time()
@@ -250,8 +246,8 @@ class Poller:
         self.queue.discard(feed_id)
 
     def _local_state(self, fid: str, url: str) -> FeedState:
-        row = self.seen.db.execute("SELECT etag, last_modified FROM feeds WHERE url = ?", (url,)).fetchone()
-        return FeedState(fid, url, etag=row[0] if row else None, last_modified=row[1] if row else None)
+        etag, last_modified = self.seen.saved_validators(url)
+        return FeedState(fid, url, etag=etag, last_modified=last_modified)
 
     def _bounds(self, feed: FeedConfig) -> Bounds:
         cfg = self.settings.poller
@@ -269,17 +265,6 @@ class Poller:
         self._stop.set()
         self._wake.set()
 
-    def _client(self) -> httpx.AsyncClient:
-        """One client for all feeds: connection reuse per host; httpx sends Accept-Encoding gzip/deflate and
-        decodes the body, so the size cap below applies to the decompressed bytes (zip bombs stop there)."""
-        cfg = self.settings.poller
-        headers = {
-            "User-Agent": cfg.user_agent,
-            "Accept": "application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.5",
-        }
-        limits = httpx.Limits(max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency)
-        return httpx.AsyncClient(timeout=cfg.timeout_s, headers=headers, follow_redirects=False, limits=limits)
-
     async def run(self, *, cycles: int | None = None) -> PollTotals:
         """Poll each feed when it is due until stopped; with `cycles`, poll everything that many times."""
         self._wake = asyncio.Event()  # an Event binds to the loop that first waits on it: one per run()
@@ -289,7 +274,7 @@ class Poller:
                 if i + 1 < cycles:
                     await self._sleep(self.settings.poller.min_interval_s)
         else:
-            async with self._client() as client:
+            async with http_client(self.settings.poller) as client:
                 await self._schedule_loop(client)
         status.write("poller", {**self.status(), "state": "stopped"}, force=True)
         return self.totals
@@ -337,7 +322,7 @@ class Poller:
 
     async def poll_once(self) -> list[FeedResult]:
         """One cycle over all feeds regardless of due times (used by `--once`, the demo and the bench)."""
-        async with self._client() as client:
+        async with http_client(self.settings.poller) as client:
             results = list(await asyncio.gather(*(self.poll_feed(client, f) for f in self.feeds)))
         self.seen.expire()
         self.totals.cycles += 1
@@ -379,7 +364,7 @@ class Poller:
         try:
             async with self._global, self._host_limit(feed.url):
                 async with asyncio.timeout(self.settings.poller.timeout_s * 2):  # slow-drip servers
-                    response = await self.fetch(client, feed.url, state.validators())
+                    response = await fetch(client, feed.url, self.settings.poller, state.validators())
                 result = await self._handle(feed, state, response)
         except FeedError as exc:
             result = FeedResult(feed.url, ok=False, status=getattr(exc, "status", None), error=str(exc))
@@ -485,53 +470,6 @@ class Poller:
             except Exception as exc:  # state is advisory: a lost record costs one extra poll, never an item
                 log.warning("cannot publish state of feed %s: %s", state.feed_id, exc)
 
-    async def fetch(self, client: httpx.AsyncClient, url: str, validators: dict[str, str] | None = None) -> Response:
-        """GET with conditional headers, URL safety on every redirect hop, and a size cap.
-
-        Redirects are followed by hand so each hop is checked (a public URL redirecting to 169.254.169.254 is
-        the classic SSRF path) and so a chain of permanent ones (301/308) from the start can move the feed.
-        """
-        current, cfg = url, self.settings.poller
-        headers = validators if validators is not None else self.seen.validators(url)
-        permanent: str | None = None
-        chain_permanent = True
-        try:
-            for _ in range(MAX_REDIRECTS + 1):
-                if _needs_dns(current, cfg.allow_private_hosts):  # resolving blocks: not on the event loop
-                    await asyncio.to_thread(check_feed_url, current, cfg.allow_private_hosts)
-                else:
-                    check_feed_url(current, cfg.allow_private_hosts)
-                async with client.stream("GET", current, headers=headers) as resp:
-                    if resp.is_redirect and resp.headers.get("location"):
-                        current = urljoin(current, resp.headers["location"])
-                        chain_permanent = chain_permanent and resp.status_code in (301, 308)
-                        permanent = current if chain_permanent else permanent
-                        continue
-                    if resp.status_code == 304:
-                        return Response(304, b"", current, resp.headers, permanent)
-                    if resp.status_code >= 400:
-                        retry = parse_retry_after(resp.headers.get("retry-after"), now_s())
-                        raise FetchError(
-                            f"HTTP {resp.status_code} {resp.reason_phrase} from {current}"
-                            + (f" (retry after {retry:.0f} s)" if retry is not None else ""),
-                            status=resp.status_code,
-                            retry_after=retry if resp.status_code in (429, 503) else None,
-                        )
-                    declared = resp.headers.get("content-length", "")
-                    if declared.isdigit() and int(declared) > cfg.max_bytes and not resp.headers.get(
-                        "content-encoding"
-                    ):
-                        raise FetchError(f"response larger than poller.max_bytes ({cfg.max_bytes} bytes)")
-                    body = bytearray()
-                    async for chunk in resp.aiter_bytes():
-                        body.extend(chunk)
-                        if len(body) > cfg.max_bytes:
-                            raise FetchError(f"response larger than poller.max_bytes ({cfg.max_bytes} bytes)")
-                    return Response(resp.status_code, bytes(body), current, resp.headers, permanent)
-        except httpx.HTTPError as exc:
-            raise FetchError(f"cannot fetch {current}: {type(exc).__name__}: {exc}".rstrip(": ")) from None
-        raise FetchError(f"more than {MAX_REDIRECTS} redirects from {url}")
-
     def unseen_items(self, items: list[Article]) -> list[Article]:
         """Items not produced before (first occurrence wins when a feed repeats an id)."""
         fresh = self.seen.unseen([a.id for a in items])
@@ -563,14 +501,68 @@ class Poller:
         }
 
 
-def _needs_dns(url: str, allowed: list[str]) -> bool:
-    """False for allowed hosts and IP literals, which `check_feed_url` settles without a DNS lookup."""
+def http_client(cfg: PollerSettings, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
+    """One client for all feeds: connection reuse per host; httpx sends Accept-Encoding gzip/deflate and
+    decodes the body, so the size cap in `fetch` applies to the decompressed bytes (zip bombs stop there).
+    `transport` is for tests (httpx.MockTransport)."""
+    headers = {
+        "User-Agent": cfg.user_agent,
+        "Accept": "application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.5",
+    }
+    limits = httpx.Limits(max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency)
+    return httpx.AsyncClient(
+        timeout=cfg.timeout_s, headers=headers, follow_redirects=False, limits=limits, transport=transport
+    )
+
+
+async def fetch(
+    client: httpx.AsyncClient, url: str, cfg: PollerSettings, validators: dict[str, str] | None = None
+) -> Response:
+    """GET with conditional headers, URL safety on every redirect hop, and a size cap.
+
+    Redirects are followed by hand so each hop is checked (a public URL redirecting to 169.254.169.254 is
+    the classic SSRF path) and so a chain of permanent ones (301/308) from the start can move the feed.
+    `newsflow feed parse URL` uses it too (`pipeline.feeds.fetch_feed`).
+    """
+    current = url
+    permanent: str | None = None
+    chain_permanent = True
     try:
-        host = (urlsplit(url).hostname or "").rstrip(".").lower()
-        ipaddress.ip_address(host)
-        return False
-    except ValueError:
-        return bool(host) and host not in {h.strip().rstrip(".").lower().strip("[]") for h in allowed}
+        for _ in range(MAX_REDIRECTS + 1):
+            if needs_dns(current, cfg.allow_private_hosts):  # resolving blocks: not on the event loop
+                await asyncio.to_thread(check_feed_url, current, cfg.allow_private_hosts)
+            else:
+                check_feed_url(current, cfg.allow_private_hosts)
+            async with client.stream("GET", current, headers=validators) as resp:
+                if resp.is_redirect and resp.headers.get("location"):
+                    current = urljoin(current, resp.headers["location"])
+                    chain_permanent = chain_permanent and resp.status_code in (301, 308)
+                    permanent = current if chain_permanent else permanent
+                    continue
+                if resp.status_code == 304:
+                    return Response(304, b"", current, resp.headers, permanent)
+                if resp.status_code >= 400:
+                    retry = parse_retry_after(resp.headers.get("retry-after"), now_s())
+                    raise FetchError(
+                        f"HTTP {resp.status_code} {resp.reason_phrase} from {current}"
+                        + (f" (retry after {retry:.0f} s)" if retry is not None else ""),
+                        status=resp.status_code,
+                        retry_after=retry if resp.status_code in (429, 503) else None,
+                    )
+                declared = resp.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > cfg.max_bytes and not resp.headers.get(
+                    "content-encoding"
+                ):
+                    raise FetchError(f"response larger than poller.max_bytes ({cfg.max_bytes} bytes)")
+                body = bytearray()
+                async for chunk in resp.aiter_bytes():
+                    body.extend(chunk)
+                    if len(body) > cfg.max_bytes:
+                        raise FetchError(f"response larger than poller.max_bytes ({cfg.max_bytes} bytes)")
+                return Response(resp.status_code, bytes(body), current, resp.headers, permanent)
+    except httpx.HTTPError as exc:
+        raise FetchError(f"cannot fetch {current}: {type(exc).__name__}: {exc}".rstrip(": ")) from None
+    raise FetchError(f"more than {MAX_REDIRECTS} redirects from {url}")
 
 
 def run(settings: Settings, *, cycles: int | None = None) -> int:

@@ -122,16 +122,10 @@ class Registry:
         self.producer = bus.producer(settings)
 
     def put_feed(self, feed: FeedConfig) -> None:
-        self.put_feed_id(feed)
-
-    def put_feed_id(self, feed: FeedConfig, *, wait: bool = False) -> str:
-        """Write a feed under its stable id; returns the id."""
+        """Write a feed under its stable id (asynchronous: `close` flushes)."""
         fid = feed.feed_id()
         value = feed.model_copy(update={"id": fid}).model_dump_json(exclude_none=True).encode()
-        fut = self.producer.send(self.settings.kafka.topics.feeds, key=fid, value=value)
-        if wait:
-            fut.get(timeout=self.settings.kafka.request_timeout_ms / 1000)
-        return fid
+        self.producer.send(self.settings.kafka.topics.feeds, key=fid, value=value)
 
     def remove_feed(self, feed_id: str) -> None:
         """Tombstones on both topics: compaction then forgets the feed entirely."""
@@ -175,8 +169,7 @@ def add_feeds(settings: Settings, feeds: Iterable[FeedConfig]) -> int:
         for feed in feeds:
             reg.put_feed(feed)
             n += 1
-        reg.producer.flush()
-        return n
+        return n  # after close() below has flushed them to the broker
     finally:
         reg.close()
 
@@ -210,7 +203,6 @@ class Assignment(threading.Thread):
         self.settings = settings
         self.emit = emit
         self.newly_assigned: set[int] | None = None
-        self.partitions: set[int] = set()
         self._halt = threading.Event()  # not `_stop`: Thread.join() calls its own _stop()
         cfg = settings.poller
         self.consumer = KafkaConsumer(
@@ -251,7 +243,6 @@ class Assignment(threading.Thread):
             self._halt.wait(1.0)
             return False
         self.newly_assigned = None
-        self.partitions = assigned
         self.emit(("assign", (assigned, states)))
         return True
 
@@ -296,7 +287,7 @@ class ScaledPoller:
             log.info("poller %s owns registry partitions %s", self.poller.poller_id, sorted(self.owned))
         elif kind == "feed":
             part, fid, value = data
-            if fid is None or part not in self.owned:
+            if part not in self.owned:
                 return
             feed = feed_of(value) if value is not None else None
             if feed is None or not feed.enabled:

@@ -181,9 +181,6 @@ class DueQueue:
     def __len__(self) -> int:
         return len(self._due)
 
-    def __contains__(self, feed_id: object) -> bool:
-        return feed_id in self._due
-
     def schedule(self, feed_id: str, due: float) -> None:
         """(Re)schedule a feed; a later call replaces the earlier due time."""
         self._due[feed_id] = due
@@ -198,10 +195,10 @@ class DueQueue:
         self._drop_stale()
         return self._heap[0][0] if self._heap else None
 
-    def pop_due(self, now: float, limit: int | None = None) -> list[str]:
+    def pop_due(self, now: float) -> list[str]:
         """Feeds due at `now` (earliest first), removed from the queue until rescheduled."""
         out: list[str] = []
-        while self._heap and (limit is None or len(out) < limit):
+        while self._heap:
             self._drop_stale()
             if not self._heap or self._heap[0][0] > now:
                 break

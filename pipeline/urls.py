@@ -217,6 +217,24 @@ def refusal_reason(address: str) -> str | None:
     return None
 
 
+def _allowed(allow_hosts: Collection[str]) -> set[str]:
+    return {h.strip().rstrip(".").lower().strip("[]") for h in allow_hosts}
+
+
+def needs_dns(url: str, allow_hosts: Collection[str] = ()) -> bool:
+    """Whether `check_feed_url` would resolve the host, a blocking call: not for allowed hosts and IP literals,
+    nor for an unparseable URL (refused at once)."""
+    try:
+        host = (urlsplit(url.strip()).hostname or "").rstrip(".").lower()
+    except ValueError:
+        return False
+    try:
+        ipaddress.ip_address(host)
+        return False
+    except ValueError:
+        return bool(host) and host not in _allowed(allow_hosts)
+
+
 def check_feed_url(url: str, allow_hosts: Collection[str] = ()) -> None:
     """Raise FeedError unless `url` is http(s) and every address its host resolves to is public.
 
@@ -236,8 +254,7 @@ def check_feed_url(url: str, allow_hosts: Collection[str] = ()) -> None:
     host = (parts.hostname or "").rstrip(".").lower()
     if not host:
         raise FeedError(f"refusing feed URL {url!r}: no host")
-    allowed = {h.strip().rstrip(".").lower().strip("[]") for h in allow_hosts}
-    if host in allowed:
+    if host in _allowed(allow_hosts):
         return
     try:
         infos = socket.getaddrinfo(host, port or DEFAULT_PORTS[scheme], proto=socket.IPPROTO_TCP)

@@ -86,30 +86,27 @@ def test_mark_again_refreshes_seen_at(store: SeenStore) -> None:
 
 
 def test_no_validators_for_unknown_feed(store: SeenStore) -> None:
-    assert store.validators(FEED) == {}
+    assert store.saved_validators(FEED) == (None, None)
 
 
 def test_validators_after_successful_record(store: SeenStore) -> None:
     store.record(FeedResult(FEED, ok=True, status=200), etag='"v1"', last_modified="Fri, 01 Mar 2024 12:00:00 GMT")
-    assert store.validators(FEED) == {
-        "If-None-Match": '"v1"',
-        "If-Modified-Since": "Fri, 01 Mar 2024 12:00:00 GMT",
-    }
-    assert store.validators("https://other.example/rss") == {}
+    assert store.saved_validators(FEED) == ('"v1"', "Fri, 01 Mar 2024 12:00:00 GMT")
+    assert store.saved_validators("https://other.example/rss") == (None, None)
 
 
 def test_not_modified_keeps_previous_validators(store: SeenStore) -> None:
     store.record(FeedResult(FEED, ok=True, status=200), etag='"v1"', last_modified=None)
     store.record(FeedResult(FEED, ok=True, status=304, not_modified=True))  # 304 carries no new validators
-    assert store.validators(FEED) == {"If-None-Match": '"v1"'}
+    assert store.saved_validators(FEED) == ('"v1"', None)
     store.record(FeedResult(FEED, ok=True, status=200), etag='"v2"')
-    assert store.validators(FEED) == {"If-None-Match": '"v2"'}
+    assert store.saved_validators(FEED) == ('"v2"', None)
 
 
 def test_failure_keeps_validators_and_records_error(store: SeenStore) -> None:
     store.record(FeedResult(FEED, ok=True, status=200), etag='"v1"')
     store.record(FeedResult(FEED, ok=False, status=None, error="HTTP 503 Service Unavailable"))
-    assert store.validators(FEED) == {"If-None-Match": '"v1"'}
+    assert store.saved_validators(FEED) == ('"v1"', None)
     row = store.db.execute("SELECT status, last_error, last_success FROM feeds WHERE url = ?", (FEED,)).fetchone()
     assert row[0] is None
     assert row[1] == "HTTP 503 Service Unavailable"
@@ -121,7 +118,7 @@ def test_failure_keeps_validators_and_records_error(store: SeenStore) -> None:
 
 def test_failure_of_a_new_feed_has_no_validators(store: SeenStore) -> None:
     store.record(FeedResult(FEED, ok=False, error="timeout"))
-    assert store.validators(FEED) == {}
+    assert store.saved_validators(FEED) == (None, None)
 
 
 # --- Poller.unseen_items (only needs the seen-store; no producer is built) -----------------------------------
