@@ -53,10 +53,6 @@ class Prepared:
     dead: list[DeadLetter]
     items: list[Item]
 
-    @property
-    def actions(self) -> list[dict[str, Any]]:
-        return [a for a, _ in self.items]
-
 
 @dataclass
 class Written:
@@ -221,14 +217,14 @@ class Indexer:
         in order, while the next one is being written; offsets are committed only after their documents are
         acknowledged, and never past a batch that failed.
         """
-        last_data = time.monotonic()
+        started = time.monotonic()
         try:
             self._setup_indices()
             young = self.settings.search.bulk_max_docs * _GC_OBJECTS_PER_ARTICLE
             with _collector_for_batches(young):
                 writer = BulkWriter(self._write)
                 try:
-                    last_data = self._loop(writer, idle_exit_s, last_data)
+                    self._loop(writer, idle_exit_s, last_data=started)
                 except BaseException:
                     self._stop.set()  # a writer retrying against a dead engine gives up, uncommitted
                     raise
@@ -242,8 +238,9 @@ class Indexer:
             self._producer.close()
         return self.stats
 
-    def _loop(self, writer: BulkWriter, idle_exit_s: float | None, last_data: float) -> float:
-        """Feed the writer and settle what it finished until stopped or idle; then settle what is left."""
+    def _loop(self, writer: BulkWriter, idle_exit_s: float | None, last_data: float) -> None:
+        """Feed the writer and settle what it finished until stopped or idle (nothing arrived for `idle_exit_s`
+        since `last_data`); then settle what is left."""
         while not self._stop.is_set():
             # Settle what is finished; with `ahead` batches pending, wait for the oldest first.
             while (done := writer.next_done(block=writer.full)) is not None:
@@ -261,7 +258,6 @@ class Indexer:
             status.write("indexer", self._status())
         while (done := writer.next_done(block=True)) is not None:
             self._settle(*done)
-        return last_data
 
     def _setup_indices(self) -> None:
         """Templates must be in place before the first write; an engine that is still starting is waited for."""
@@ -302,10 +298,6 @@ class Indexer:
             if not polled and (not records or time.monotonic() >= (deadline or 0)):
                 break
         return records
-
-    def index_batch(self, records: list[ConsumerRecord]) -> None:
-        """Parse, bulk-write with retries, dead-letter the unfixable, then commit the batch's offsets."""
-        self._settle(records, self._write(self._prepare(records)))
 
     def _prepare(self, records: list[ConsumerRecord]) -> Prepared:
         """Parse messages, build bulk actions and encode them: the CPU work, done in the consumer's thread

@@ -28,6 +28,7 @@ import random
 import statistics
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -192,9 +193,20 @@ def decode_requests(requests: Requests) -> list[list[dict[str, Any]]]:
     return decoded
 
 
+def client_bulk_helper(backend: SearchBackend) -> Callable[..., Iterable[tuple[bool, dict[str, Any]]]]:
+    """The client's own `streaming_bulk` (the baseline; the indexer posts its own bodies instead)."""
+    if backend.kind == "opensearch":
+        from opensearchpy.helpers import streaming_bulk
+
+        return streaming_bulk  # type: ignore[no-any-return,unused-ignore]
+    from elasticsearch.helpers import streaming_bulk as es_streaming_bulk
+
+    return es_streaming_bulk
+
+
 def raw_bulk(backend: SearchBackend, requests: list[list[dict[str, Any]]]) -> float:
     """Seconds for the client's bulk helper to send the same requests, one helper call per request."""
-    helper = backend._bulk_helper()
+    helper = client_bulk_helper(backend)
     started = time.perf_counter()
     for actions in requests:
         for ok, item in helper(backend.client, actions, chunk_size=len(actions), raise_on_error=False):
@@ -204,14 +216,19 @@ def raw_bulk(backend: SearchBackend, requests: list[list[dict[str, Any]]]) -> fl
     return time.perf_counter() - started
 
 
+def delete_indices(backend: SearchBackend) -> None:
+    """Delete this run's article and story indices."""
+    idx = backend.settings.indices
+    for name in backend.client.indices.get(index=f"{idx.articles}-*,{idx.stories}", ignore=[404]) or {}:
+        if name not in ("error", "status"):  # the body of a 404 answer
+            backend.client.indices.delete(index=name, ignore=[404])
+
+
 def reset(backend: SearchBackend) -> None:
     """Every load starts equal: this run's indices deleted and set up again (templates kept), and the
     objects already in memory (the bench's own data) frozen, so the garbage collector only walks what the
     load itself allocates; `gc.unfreeze` after the load."""
-    idx = backend.settings.indices
-    for name in backend.client.indices.get(index=f"{idx.articles}-*,{idx.stories}", ignore=[404]) or {}:
-        if name not in ("error", "status"):
-            backend.client.indices.delete(index=name, ignore=[404])
+    delete_indices(backend)
     backend.ensure_templates()
     gc.collect()
     gc.freeze()
@@ -247,15 +264,10 @@ def measure_raw(backend: SearchBackend, requests: Requests) -> Timed:
 
 def cleanup(backend: SearchBackend, settings: Settings) -> None:
     """Delete every index, template and topic this run created."""
-    from kafka.admin import KafkaAdminClient
-
-    idx = settings.search.indices
-    for name in backend.client.indices.get(index=f"{idx.articles}-*,{idx.stories}", ignore=[404]) or {}:
-        if name not in ("error", "status"):
-            backend.client.indices.delete(index=name, ignore=[404])
-    for template in (idx.articles, idx.stories):
+    delete_indices(backend)
+    for template in (settings.search.indices.articles, settings.search.indices.stories):
         backend.client.indices.delete_index_template(name=template, ignore=[404])
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+    admin = bus.admin(settings)
     try:
         admin.delete_topics([settings.kafka.topics.enriched, settings.kafka.topics.deadletter])
     except Exception as exc:  # a leftover topic is harmless; say so and go on

@@ -1,13 +1,13 @@
 """One search-backend interface, two implementations: Elasticsearch 8 and OpenSearch 2.
 
 The two clients expose the same API shape for what newsflow needs, so the shared behaviour lives in
-`SearchBackend`; a subclass only says how to build its client and which bulk helper to use.
+`SearchBackend`; a subclass only says how to build its client and how to post a bulk body.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -55,7 +55,7 @@ class BulkOutcome:
 
 
 class SearchBackend:
-    """Shared behaviour; subclasses set `kind`, `_make_client` and `_bulk_helper`."""
+    """Shared behaviour; subclasses set `kind`, `_make_client` and `_send_bulk`."""
 
     kind: ClassVar[str] = "abstract"
 
@@ -64,9 +64,6 @@ class SearchBackend:
         self.client: Any = self._make_client(settings)
 
     def _make_client(self, settings: SearchSettings) -> Any:
-        raise NotImplementedError
-
-    def _bulk_helper(self) -> Callable[..., Iterable[tuple[bool, dict[str, Any]]]]:
         raise NotImplementedError
 
     # --- setup ---------------------------------------------------------------------------------------------
@@ -172,12 +169,11 @@ class SearchBackend:
         moved = self._reindex(holding, idx.articles, script=script)
         self.client.indices.refresh(index=holding)
         expected = self.count(holding)
-        if expected and self.client.indices.exists_alias(name=idx.articles):
+        # No alias means the reindex created no monthly index: nothing was moved.
+        has_alias = bool(expected) and self.client.indices.exists_alias(name=idx.articles)
+        if has_alias:
             self.client.indices.refresh(index=idx.articles)
-        if expected and (
-            not self.client.indices.exists_alias(name=idx.articles)
-            or self.count(idx.articles, {"match_all": {}}) < expected
-        ):
+        if expected and (not has_alias or self.count(idx.articles, {"match_all": {}}) < expected):
             raise StackError(f"migration of {idx.articles}: fewer documents in the monthly indices than in {holding}")
         self.client.indices.delete(index=holding)
         changed.append(f"{moved} article(s) {holding} -> {article_index_pattern(idx)}")
@@ -312,11 +308,6 @@ class OpenSearchBackend(SearchBackend):
     def _send_bulk(self, body: bytes) -> dict[str, Any]:
         return dict(self.client.bulk(body=body, filter_path=BULK_FILTER_PATH))
 
-    def _bulk_helper(self) -> Callable[..., Iterable[tuple[bool, dict[str, Any]]]]:
-        from opensearchpy.helpers import streaming_bulk
-
-        return streaming_bulk  # type: ignore[no-any-return,unused-ignore]
-
 
 class ElasticsearchBackend(SearchBackend):
     kind = "elasticsearch"
@@ -337,11 +328,6 @@ class ElasticsearchBackend(SearchBackend):
 
     def _send_bulk(self, body: bytes) -> dict[str, Any]:
         return dict(self.client.bulk(operations=body, filter_path=BULK_FILTER_PATH).body)
-
-    def _bulk_helper(self) -> Callable[..., Iterable[tuple[bool, dict[str, Any]]]]:
-        from elasticsearch.helpers import streaming_bulk
-
-        return streaming_bulk
 
 
 BACKENDS: dict[str, type[SearchBackend]] = {"opensearch": OpenSearchBackend, "elasticsearch": ElasticsearchBackend}

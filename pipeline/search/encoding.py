@@ -9,35 +9,22 @@ clients' usual conversions, so the output is never worse than before, only slowe
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from datetime import date
-from decimal import Decimal
 from typing import Any
-from uuid import UUID
 
 import orjson
 from opensearchpy.serializer import JSONSerializer
 
 _OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+# The client's conversions for types JSON has no word for (dates, UUIDs, Decimals, numpy/pandas values).
+_default = JSONSerializer().default
 
 
-def _default(value: Any) -> Any:
-    """The conversions both clients apply to types JSON has no word for."""
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, UUID):
-        return str(value)
-    if isinstance(value, Decimal):
-        return float(value)
-    raise TypeError(f"Unable to serialize {value!r} (type: {type(value).__name__})")
-
-
-def dumps(value: Any, default: Callable[[Any], Any] = _default) -> bytes:
+def dumps(value: Any) -> bytes:
     """One compact JSON value as UTF-8 bytes; the standard library takes over where orjson refuses."""
     try:
-        return orjson.dumps(value, default=default, option=_OPTIONS)
+        return orjson.dumps(value, default=_default, option=_OPTIONS)
     except (orjson.JSONEncodeError, TypeError):
-        return json.dumps(value, default=default, ensure_ascii=False, separators=(",", ":")).encode()
+        return json.dumps(value, default=_default, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def encode_action(action: dict[str, Any]) -> bytes:
