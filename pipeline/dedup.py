@@ -32,7 +32,7 @@ import math
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, MutableMapping, Sequence
+from collections.abc import Callable, Collection, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -106,7 +106,10 @@ class Features:
     keys: tuple[str, ...]
     time: float
     title_quality: float
-    facts: tuple[frozenset[str], ...]  # (years, people, places): what tells look-alike events apart
+    # Event facts that tell look-alike events apart (see `StoryEngine._conflicts`)
+    years: frozenset[str]
+    people: frozenset[str]
+    places: frozenset[str]
     dates: frozenset[str]  # calendar days the article says things happened on (dated articles only)
 
 
@@ -185,12 +188,10 @@ def features(article: TaggedArticle, settings: DedupSettings) -> Features:
         keys=article_keys(article, title_toks, body_toks),
         time=event_time(article),
         title_quality=title_quality(article.title),
+        years=years(text_toks),
+        people=_names(article.entities, "person"),
+        places=_names(article.entities, "location"),
         dates=stated_dates(text_toks, day) if (day := publication_date(article)) else frozenset(),
-        facts=(
-            years(text_toks),
-            _names(article.entities, "person"),
-            _names(article.entities, "location"),
-        ),
     )
 
 
@@ -353,13 +354,12 @@ class StoryEngine:
         in the year: one disagreement is common between reports of one event (each names its own witnesses),
         several at once are not. Only scored for a would-be join, so the cost is a few set operations.
         """
-        story_years = state.get("years", ())
         people = [n for n, e in state["entities"].items() if e["type"] == "person"]
         places = [n for n, e in state["entities"].items() if e["type"] == "location"]
-        return sum(
-            1
-            for mine, theirs in zip(feats.facts, (story_years, people, places), strict=True)
-            if mine and theirs and mine.isdisjoint(theirs)
+        return (
+            _disjoint(feats.years, state.get("years", ()))
+            + _disjoint(feats.people, people)
+            + _disjoint(feats.places, places)
         )
 
     def _open(self, state: StoryState, t: float) -> bool:
@@ -451,7 +451,7 @@ class StoryEngine:
         if article.source not in state["sources"]:
             state["sources"].append(article.source)
         _merge_entities(state["entities"], article.entities)
-        for name, facts, keep in (("years", feats.facts[0], _STORY_YEARS), ("dates", feats.dates, s.story_dates)):
+        for name, facts, keep in (("years", feats.years, _STORY_YEARS), ("dates", feats.dates, s.story_dates)):
             kept = state.setdefault(name, [])
             kept.extend(sorted(facts.difference(kept))[: keep - len(kept)])
         if feats.sketch:
@@ -538,7 +538,7 @@ def story_id_for(article_id: str) -> str:
     return "s-" + hashlib.blake2b(article_id.encode("utf-8"), digest_size=8).hexdigest()
 
 
-def _disjoint(mine: frozenset[str], story: Iterable[str]) -> bool:
+def _disjoint(mine: frozenset[str], story: Collection[str]) -> bool:
     """Both sides state facts of a kind and none of them agree."""
     return bool(mine) and bool(story) and mine.isdisjoint(story)
 

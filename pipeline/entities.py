@@ -663,15 +663,14 @@ def _group(mentions: list[Mention]) -> list[Entity]:
     groups: dict[str, list[Mention]] = {}
     for m in sorted(mentions, key=lambda m: m.start):
         groups.setdefault(m.canonical, []).append(m)
+    split: list[tuple[str, list[Mention]]] = []
     for name, ms in list(groups.items()):
         types = list(dict.fromkeys(m.type for m in ms if m.forced))
         if len(types) > 1:  # "New York" the dateline and "New York" the team in the standings below it
             del groups[name]
-            for etype in types:
-                groups[f"{name}\0{etype}"] = [m for m in ms if m.type == etype or (not m.forced and etype == types[0])]
+            split += [(name, [m for m in ms if m.type == t or (not m.forced and t == types[0])]) for t in types]
     entities = []
-    for key, ms in groups.items():
-        name = key.split("\0")[0]
+    for name, ms in [*groups.items(), *split]:
         forced = [m.type for m in ms if m.forced]
         etype = forced[0] if forced else Counter(m.type for m in ms).most_common(1)[0][0]
         surfaces = list(dict.fromkeys(m.surface for m in ms))
@@ -762,12 +761,13 @@ def _merge_suffix_names(
     return spans
 
 
-def load_first_names(exclude: Iterable[str] = ()) -> frozenset[str]:
+def load_first_names() -> frozenset[str]:
     """Given names from the `gender-guesser` and `names` packages (both ship their lists as data files).
 
     A capitalised word pair starting with one ("Pete Sampras") is a person even where the small model misses
     it or calls it an organisation. Names that are also places ("Chelsea", "Paris") are dropped by the caller
-    through `exclude`. Without the packages the set is empty and the rules that use it never fire.
+    (`EntityTagger`, through its gazetteer). Without the packages the set is empty and the rules that use it
+    never fire.
     """
     found: set[str] = set()
     try:
@@ -793,7 +793,7 @@ def load_first_names(exclude: Iterable[str] = ()) -> frozenset[str]:
                 found.update(line.split(" ", 1)[0].capitalize() for line in handle if line[:1].isalpha())
     except (ImportError, OSError):
         pass
-    return frozenset(found - set(exclude))
+    return frozenset(found)
 
 
 def dateline_spans(text: str) -> Iterator[tuple[int, int]]:
@@ -830,7 +830,6 @@ def scorer_spans(text: str) -> Iterator[tuple[int, int]]:
             continue
         for m in _SCORER.finditer(text, inner_start, inner_end):
             yield m.span(1)
-
 
 
 # ----------------------------------------------------------------------------------------------------

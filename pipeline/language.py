@@ -55,15 +55,14 @@ which cost as much as a sixth of the tagging time. Tables and short texts still 
 TABLE_MIN_HITS = 5
 
 
-def _candidate_table(words: list[str], foreign_hits: int, candidates: Iterable[str]) -> str | None:
-    """A candidate language whose stop words clearly outnumber those of langdetect's confident guess.
+def _candidate_table(hits: dict[str, int], foreign_hits: int) -> str | None:
+    """A candidate language whose stop words (`hits`) clearly outnumber those of langdetect's confident guess.
 
     Results tables and scorer lists are mostly foreign proper names ("Vitesse Arnhem 2 (Van den Brom 10)"),
     which the n-gram profile reads as Dutch or Catalan although every sentence around them is English.
     """
-    for lang in candidates:
-        hits = _stop_hits(words, lang)
-        if hits >= TABLE_MIN_HITS and hits >= 2 * foreign_hits + 1:
+    for lang, n in hits.items():
+        if n >= TABLE_MIN_HITS and n >= 2 * foreign_hits + 1:
             return lang
     return None
 
@@ -79,10 +78,12 @@ def detect_language(text: str, candidates: Iterable[str] = ("en",)) -> str | Non
         return None
     if _mostly_upper(sample):
         sample = sample.lower()
-    words = [w.lower() for w in _WORD.findall(sample)]
+    found = _WORD.findall(sample)
+    words = [w.lower() for w in found]
+    hits = {lang: _stop_hits(words, lang) for lang in candidates}  # stop words of each candidate language
     if len(words) >= FAST_MIN_WORDS:
-        for lang in candidates:
-            if _stop_hits(words, lang) >= FAST_STOP_SHARE * len(words):
+        for lang, n in hits.items():
+            if n >= FAST_STOP_SHARE * len(words):
                 return lang
     try:
         ranked = detect_langs(sample)
@@ -91,16 +92,15 @@ def detect_language(text: str, candidates: Iterable[str] = ("en",)) -> str | Non
     top = ranked[0].lang.split("-")[0] if ranked else None
     # The other language's stop words count only where written in lower case: capitalised "Van", "De",
     # "Da" in a list of names are name particles, not Dutch or Portuguese prose.
-    foreign_hits = _stop_hits([w for w in _WORD.findall(sample) if w.islower()], top) if top else 0
+    foreign_hits = _stop_hits([w for w in found if w.islower()], top) if top else 0
     if top is not None and len(sample) >= CONFIDENT_CHARS and ranked[0].prob >= CONFIDENT_PROB:
-        if top in candidates or not (table := _candidate_table(words, foreign_hits, candidates)):
+        if top in hits or not (table := _candidate_table(hits, foreign_hits)):
             return top
         return table
     best, best_hits = None, 0
-    for lang in candidates:
-        hits = _stop_hits(words, lang)
-        if hits > best_hits:
-            best, best_hits = lang, hits
+    for lang, n in hits.items():
+        if n > best_hits:
+            best, best_hits = lang, n
     if best is not None and (top is None or top == best or best_hits >= foreign_hits):
         return best
     return top

@@ -123,9 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         dedup[key.removeprefix("dedup.")] = json.loads(value)
     settings = load_settings()
     settings = settings.model_copy(update={"dedup": settings.dedup.model_copy(update=dedup)})
-    tagger: Tagger | None = default_tagger(settings)  # the stream's EntityTagger, as `newsflow cluster` runs
-    if args.no_entities:
-        tagger = None
+    # the stream's EntityTagger, as `newsflow cluster` runs; not even loaded for --no-entities
+    tagger: Tagger | None = None if args.no_entities else default_tagger(settings)
 
     rows = [json.loads(line) for line in ecb.read_text(encoding="utf-8").splitlines()]
     gold = {row["id"]: row["cluster"] for row in rows}

@@ -164,7 +164,9 @@ def test_disagreeing_event_facts_lower_the_score() -> None:
     story = plain.store.stories[plain.store.articles["f1"]["story_id"]]
     feats = features(FIGHT_B, strict.settings)
     assert StoryEngine._conflicts(story, feats) == 2
-    assert strict.similarity(story, feats) == pytest.approx(0.8 * plain.similarity(story, feats))
+    unpenalised = plain.similarity(story, feats)
+    assert unpenalised >= strict.settings.similarity_threshold  # a would-be join: the penalty applies
+    assert strict.similarity(story, feats) == pytest.approx(0.8 * unpenalised)
     # reports of one event that agree on the year and the city are not penalised
     same_event = features(FIGHT_A.model_copy(update={"id": "f1b", "source": "Other"}), strict.settings)
     assert StoryEngine._conflicts(story, same_event) == 0
