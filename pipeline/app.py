@@ -246,8 +246,10 @@ def create_app(settings: Settings) -> faust.App:
         """Re-fetch messages Faust fetched but never processed (see `pipeline/watchdog.py`)."""
         if "tagger" not in tagger_holder or app.rebalancing or app.in_recovery or not app.consumer.assignment():
             return  # still starting (spaCy loading) or rebalancing: idle for a reason
+        if not watchdog.idle(stats.events):
+            return
         views = await partition_views(app.consumer, {topics.articles, topics.tagged})
-        for tp in watchdog.observe(stats.events, views):
+        for tp in watchdog.due(views):
             await rewind(app.consumer, tp, views[tp])
             stats.rewinds += 1
 

@@ -13,6 +13,7 @@ before) and alerts again: the subscription is new each run and removed at the en
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import json
@@ -293,8 +294,6 @@ def run(settings: Settings, *, keep_serving: bool = False) -> int:
             alerting = children[-1]
             try:
                 poller = Poller(demo_settings(settings, base_url, Path(scratch) / "seen.sqlite"))
-                import asyncio
-
                 results = asyncio.run(poller.poll_once())
                 poller.close()
                 produced = sum(r.new_items for r in results)

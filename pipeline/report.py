@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -231,19 +230,6 @@ def index_counts(settings: Settings) -> dict[str, int]:
     }
 
 
-def _alive(pid: object) -> bool:
-    """Whether the process that wrote a heartbeat still exists (on this machine)."""
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def status(settings: Settings) -> int:
     """`newsflow status`: stack health, each component's heartbeat, consumer lag, index counts."""
     from pipeline import stack
@@ -260,7 +246,8 @@ def status(settings: Settings) -> int:
     hidden = 0
     for name, data in sorted(beats.items(), key=lambda kv: kv[1]["age_s"]):
         state = data.get("state") or "running"
-        if state != "stopped" and not _alive(data.get("pid")):
+        pid = data.get("pid")
+        if state != "stopped" and not (isinstance(pid, int) and pid > 0 and stack.pid_alive(pid)):
             state = "exited"  # its last figures are still worth showing; a later run replaces them
         elif state != "stopped" and data["age_s"] >= STALE_AFTER_S:
             state = f"silent for {data['age_s']:.0f}s"  # alive but not reporting: stuck

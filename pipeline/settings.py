@@ -66,7 +66,6 @@ class SearchSettings(_Section):
     )
     bulk_max_docs: int = Field(500, ge=1)
     bulk_max_seconds: float = Field(1.0, gt=0)
-    max_retries: int = Field(8, ge=0, description="retries of a failed bulk item (429/5xx/timeouts)")
     retry_backoff_s: float = Field(0.5, gt=0)
     retry_backoff_max_s: float = Field(30.0, gt=0)
 
@@ -96,7 +95,6 @@ class PollerSettings(_Section):
 
 class WorkerSettings(_Section):
     app_id: str = "newsflow-worker"
-    web_port: int = Field(6066, ge=0, le=65535, description="faust web port; each extra worker uses +1")
     tag_batch_size: int = Field(32, ge=1)
     tag_batch_window_s: float = Field(0.5, gt=0)
     session_timeout_s: float = Field(

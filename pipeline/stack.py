@@ -267,7 +267,8 @@ def is_ours(pid: int, markers: list[str]) -> bool:
     return bool(argv) and all(m in argv for m in markers)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process exists and is not a zombie (also used for heartbeats by `newsflow status`)."""
     child = _children.get(pid)
     if child is not None:
         return child.poll() is None
@@ -288,7 +289,7 @@ def read_pid(path: Path) -> int | None:
 def running_pid(settings: Settings, name: str) -> int | None:
     """Our live process for `name`, or None: the pid file must exist and its pid's cmdline must match."""
     pid = read_pid(pid_file(settings, name))
-    if pid is None or not _alive(pid) or not is_ours(pid, _markers(settings, name)):
+    if pid is None or not pid_alive(pid) or not is_ours(pid, _markers(settings, name)):
         return None
     return pid
 
@@ -333,7 +334,7 @@ def _exclusive(settings: Settings, name: str, echo: Echo) -> Iterator[None]:
 
 def _wait_gone(pid: int, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
-    while _alive(pid):
+    while pid_alive(pid):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.1)
@@ -684,7 +685,7 @@ def _wait_healthy(
 ) -> _Probe:
     deadline = started + settings.stack.start_timeout_s
     while True:
-        if not _alive(pid):
+        if not pid_alive(pid):
             raise StackError(f"{name} exited during startup: {_failure_hint(logs)}")
         result = _probe_ours(settings, name, timeout_s=3.0)
         if result.healthy:

@@ -46,13 +46,20 @@ class StallWatchdog:
         self._progress: int | None = None
         self._suspects: dict[Hashable, tuple[PartitionView, float]] = {}
 
-    def observe(self, progress: int, views: Mapping[Hashable, PartitionView]) -> list[Hashable]:
-        """Feed the current progress counter and partition views; returns the partitions to rewind now."""
-        now = self._clock()
-        if progress != self._progress:  # the worker is busy: whatever is fetched will be processed
+    def idle(self, progress: int) -> bool:
+        """Record the progress counter; False (suspicions dropped) if the worker moved since the last look.
+
+        Asked first, so the partition views (Kafka round trips) are only gathered while the worker stands still.
+        """
+        if progress != self._progress:
             self._progress = progress
             self._suspects.clear()
-            return []
+            return False
+        return True
+
+    def due(self, views: Mapping[Hashable, PartitionView]) -> list[Hashable]:
+        """The partitions that have looked the same, fetched but unprocessed, for `after_s` of idleness."""
+        now = self._clock()
         due: list[Hashable] = []
         for tp, view in views.items():
             if not view.fetched_unprocessed:
