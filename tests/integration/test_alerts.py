@@ -4,7 +4,6 @@ exactly one alert per story, delivered to a local webhook receiver and a real lo
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from pipeline.models import EnrichedArticle, Story
 from pipeline.search import connect
 from pipeline.settings import AlertSettings, Settings
 from tests.conftest import Isolated
-from tests.integration.helpers import AlertStage, Mailbox, free_port, smtp_server, wait_until
+from tests.integration.helpers import AlertStage, Mailbox, free_port, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -30,19 +29,6 @@ SUMMARY = (
     "Vladimir Putin arrived in North Korea early on Tuesday for talks with Kim Jong Un, "
     "his first trip to the country in more than twenty years."
 )
-
-
-@pytest.fixture
-def webhook() -> Iterator[AlertReceiver]:
-    hook = AlertReceiver()
-    yield hook
-    hook.close()
-
-
-@pytest.fixture
-def mailbox() -> Iterator[tuple[Mailbox, int]]:
-    with smtp_server() as served:
-        yield served
 
 
 def alert_settings(iso: Isolated, smtp_port: int) -> AlertSettings:

@@ -21,7 +21,7 @@ from pipeline.models import EnrichedArticle, Story
 from pipeline.search import SearchBackend, connect
 from pipeline.settings import AlertSettings, ApiKey, ApiSettings
 from tests.conftest import Isolated
-from tests.integration.helpers import AlertStage, Mailbox, newsflow, smtp_server, wait_until
+from tests.integration.helpers import AlertStage, Mailbox, newsflow, wait_until
 from tests.integration.test_alerts import TITLE, other_story, produce, reports
 
 pytestmark = pytest.mark.integration
@@ -38,19 +38,6 @@ class FakeClock:
 
     def __call__(self) -> datetime:
         return self.now
-
-
-@pytest.fixture
-def webhook() -> Iterator[AlertReceiver]:
-    hook = AlertReceiver()
-    yield hook
-    hook.close()
-
-
-@pytest.fixture
-def mailbox() -> Iterator[tuple[Mailbox, int]]:
-    with smtp_server() as served:
-        yield served
 
 
 @pytest.fixture
