@@ -11,6 +11,7 @@ again after a crash or a consumer-group rebalance overwrites itself instead of d
 
 from __future__ import annotations
 
+import collections
 import gc
 import json
 import logging
@@ -60,6 +61,7 @@ class Written:
 
     dead: list[DeadLetter]
     indexed: int
+    stale_skipped: int = 0  # story snapshots left out as older than one the engine holds
 
 
 @dataclass
@@ -90,95 +92,120 @@ class StoryRevisions:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self._known: dict[str, int] = {}
+        self._lock = threading.Lock()  # shared by the writer threads
 
     def drop_stale(self, items: list[Item]) -> list[Item]:
         """The items without story snapshots older than the acknowledged revision of their story."""
         known = self._known
         if not known:
             return items
-        return [
-            (a, line)
-            for a, line in items
-            if "version_type" not in a or a["version"] >= known.get(a["_id"], a["version"])
-        ]
+        with self._lock:
+            return [
+                (a, line)
+                for a, line in items
+                if "version_type" not in a or a["version"] >= known.get(a["_id"], a["version"])
+            ]
 
     def record(self, outcomes: list[BulkOutcome]) -> None:
         """Remember the revisions the engine acknowledged (written, or refused because it holds a newer one)."""
         if self.capacity <= 0:
             return
         known = self._known
-        for o in outcomes:
-            if "version_type" not in o.action or not (o.ok or o.stale_version):
-                continue
-            story, revision = o.action["_id"], o.action["version"]
-            revision = max(revision, known.pop(story, revision))
-            known[story] = revision  # re-inserted: the newest entries are at the end
-        while len(known) > self.capacity:
-            del known[next(iter(known))]
+        acknowledged = [o.action for o in outcomes if "version_type" in o.action and (o.ok or o.stale_version)]
+        with self._lock:
+            for action in acknowledged:
+                story, revision = action["_id"], action["version"]
+                revision = max(revision, known.pop(story, revision))
+                known[story] = revision  # re-inserted: the newest entries are at the end
+            while len(known) > self.capacity:
+                del known[next(iter(known))]
 
 
 Done = tuple[list[ConsumerRecord], Written | BaseException]
 
 
 class BulkWriter:
-    """The writer thread: writes prepared batches one after another, in order, and hands the results back.
+    """Writer threads: write prepared batches, up to `workers` at a time, and hand the results back in order.
 
-    It takes the next batch itself the moment one is written, so the engine does not wait for the consumer
-    thread to wake up, notice and hand over more work. At most `ahead` batches are handed over and not yet
-    settled (one being written, one ready), which bounds memory and how far writes run ahead of commits. It
-    never touches Kafka. After a batch fails (an exception), nothing more is written: the consumer thread
-    must not commit past a batch that was not acknowledged.
+    A worker takes the next batch itself the moment it is free, so the engine does not wait for the consumer
+    thread to wake up, notice and hand over more work. With two or more workers, two bulk requests are in
+    flight: a single request is indexed by one engine thread, so one at a time leaves a core idle. At most
+    `ahead` batches are handed over and not yet settled, which bounds memory and how far writes run ahead of
+    commits. Workers never touch Kafka. Results come back in submission order whatever order the requests
+    finish in, so offsets are committed in order; after a batch fails (an exception), no batch not yet
+    started is written: the consumer thread must not commit past a batch that was not acknowledged.
     """
 
-    def __init__(self, write: Callable[[Prepared], Written], ahead: int = 2) -> None:
-        self.ahead = ahead
+    def __init__(self, write: Callable[[Prepared], Written], *, workers: int = 1, ahead: int | None = None) -> None:
+        self.ahead = max(ahead or workers + 1, workers)
         self._write = write
-        self._todo: queue.SimpleQueue[tuple[list[ConsumerRecord], Prepared] | None] = queue.SimpleQueue()
-        self._done: queue.SimpleQueue[Done] = queue.SimpleQueue()
-        self._pending = 0
-        self._thread = threading.Thread(target=self._loop, name="bulk-writer", daemon=True)
-        self._thread.start()
+        self._todo: queue.SimpleQueue[tuple[int, Prepared] | None] = queue.SimpleQueue()
+        self._results: dict[int, Written | BaseException] = {}
+        self._waiting: collections.deque[tuple[int, list[ConsumerRecord]]] = collections.deque()
+        self._finished = threading.Condition()
+        self._failure: BaseException | None = None  # the first batch that failed: later ones are not written
+        self._closing = False
+        self._next_seq = 0
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"bulk-writer-{n}", daemon=True) for n in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     @property
     def pending(self) -> int:
         """Batches handed over whose result has not been taken yet."""
-        return self._pending
+        return len(self._waiting)
 
     @property
     def full(self) -> bool:
-        return self._pending >= self.ahead
+        return self.pending >= self.ahead
 
     def submit(self, records: list[ConsumerRecord], prepared: Prepared) -> None:
-        self._pending += 1
-        self._todo.put((records, prepared))
+        seq, self._next_seq = self._next_seq, self._next_seq + 1
+        self._waiting.append((seq, records))
+        self._todo.put((seq, prepared))
 
     def next_done(self, *, block: bool) -> tuple[list[ConsumerRecord], Written] | None:
-        """The oldest finished batch (waiting for it if `block`), or None; re-raises the writer's failure."""
-        if not self._pending:
+        """The oldest batch once finished (waiting for it if `block`), or None; re-raises its failure."""
+        if not self._waiting:
             return None
-        try:
-            records, result = self._done.get(block=block)
-        except queue.Empty:
-            return None
-        self._pending -= 1
+        seq, records = self._waiting[0]
+        with self._finished:
+            if block:
+                self._finished.wait_for(lambda: seq in self._results)
+            elif seq not in self._results:
+                return None
+            result = self._results.pop(seq)
+        self._waiting.popleft()
         if isinstance(result, BaseException):
             raise result
         return records, result
 
     def close(self) -> None:
-        """Let the batch being written finish, then stop the thread (batches not yet started are dropped)."""
-        self._todo.put(None)
-        self._thread.join()
+        """Let the batches being written finish, then stop the threads (batches not yet started are dropped)."""
+        self._closing = True
+        for _ in self._threads:
+            self._todo.put(None)
+        for thread in self._threads:
+            thread.join()
 
     def _loop(self) -> None:
         while (item := self._todo.get()) is not None:
-            records, prepared = item
-            try:
-                written = self._write(prepared)
-            except BaseException as exc:  # handed to the consumer thread, which raises it
-                self._done.put((records, exc))
-                return
-            self._done.put((records, written))
+            seq, prepared = item
+            if self._closing:
+                continue
+            result: Written | BaseException
+            if self._failure is not None:  # not written: it stays uncommitted, and the cause is raised for it
+                result = self._failure
+            else:
+                try:
+                    result = self._write(prepared)
+                except BaseException as exc:  # handed to the consumer thread, which raises it
+                    self._failure = result = exc
+            with self._finished:
+                self._results[seq] = result
+                self._finished.notify_all()
 
 
 class Indexer:
@@ -211,18 +238,18 @@ class Indexer:
     def run(self, *, idle_exit_s: float | None = None) -> IndexerStats:
         """Index until stopped (or, for tests and the demo, until nothing arrived for `idle_exit_s`).
 
-        Two threads, one bulk request in flight: while the engine works on batch N, this thread fetches,
-        parses, builds and encodes N+1 and hands it to the writer thread (`BulkWriter`), which sends it the
-        moment N is acknowledged. Finished batches are settled here (dead letters sent, offsets committed)
-        in order, while the next one is being written; offsets are committed only after their documents are
-        acknowledged, and never past a batch that failed.
+        While the writer threads (`BulkWriter`, `search.bulk_concurrency` bulk requests in flight) wait on the
+        engine, this thread fetches, parses, builds and encodes the next batch and hands it over. Finished
+        batches are settled here (dead letters sent, offsets committed) in order, while later ones are being
+        written; offsets are committed only after their documents are acknowledged, and never past a batch
+        that failed.
         """
         started = time.monotonic()
         try:
             self._setup_indices()
             young = self.settings.search.bulk_max_docs * _GC_OBJECTS_PER_ARTICLE
             with _collector_for_batches(young):
-                writer = BulkWriter(self._write)
+                writer = BulkWriter(self._write, workers=self.settings.search.bulk_concurrency)
                 try:
                     self._loop(writer, idle_exit_s, last_data=started)
                 except BaseException:
@@ -311,13 +338,13 @@ class Indexer:
         """Bulk-write one batch, retrying transient failures. No Kafka calls: it runs in the writer thread."""
         topic = self.settings.kafka.topics.enriched
         items = self._story_revisions.drop_stale(batch.items)
-        self.stats.stale_snapshots_skipped += len(batch.items) - len(items)
         outcomes = self._write_with_retries(items)
         self._story_revisions.record(outcomes)
         rejected = [o for o in outcomes if not o.ok and not o.stale_version]
         dead = batch.dead + rejection_letters(rejected, batch.parsed, topic)
         stories = self.settings.search.indices.stories
-        return Written(dead, sum(1 for o in outcomes if o.ok and o.action["_index"] != stories))
+        indexed = sum(1 for o in outcomes if o.ok and o.action["_index"] != stories)
+        return Written(dead, indexed, stale_skipped=len(batch.items) - len(items))
 
     def _settle(self, records: list[ConsumerRecord], written: Written) -> None:
         """Dead letters first (acked by the broker), then the batch's offsets."""
@@ -329,6 +356,7 @@ class Indexer:
         self._commit(records)
         self.stats.batches += 1
         self.stats.indexed += written.indexed
+        self.stats.stale_snapshots_skipped += written.stale_skipped
 
     def _commit(self, records: list[ConsumerRecord]) -> None:
         """Commit the batch. If the group rebalanced meanwhile (a long outage outlasts `max.poll.interval.ms`),

@@ -66,6 +66,9 @@ class SearchSettings(_Section):
     )
     bulk_max_docs: int = Field(500, ge=1)
     bulk_max_seconds: float = Field(1.0, gt=0)
+    bulk_concurrency: int = Field(
+        2, ge=1, description="bulk requests in flight per indexer (the engine indexes one request per thread)"
+    )
     retry_backoff_s: float = Field(0.5, gt=0)
     retry_backoff_max_s: float = Field(30.0, gt=0)
 

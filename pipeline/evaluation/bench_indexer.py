@@ -29,6 +29,7 @@ import statistics
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -187,7 +188,7 @@ def decode_requests(requests: Requests) -> list[list[dict[str, Any]]]:
         lines = [json.loads(line) for line in body.splitlines() if line]
         actions: list[dict[str, Any]] = []
         for meta_line, source in zip(lines[::2], lines[1::2], strict=True):
-            (op, meta), = meta_line.items()
+            ((op, meta),) = meta_line.items()
             actions.append({"_op_type": op, **meta, "_source": source})
         decoded.append(actions)
     return decoded
@@ -204,15 +205,21 @@ def client_bulk_helper(backend: SearchBackend) -> Callable[..., Iterable[tuple[b
     return es_streaming_bulk
 
 
-def raw_bulk(backend: SearchBackend, requests: list[list[dict[str, Any]]]) -> float:
-    """Seconds for the client's bulk helper to send the same requests, one helper call per request."""
+def raw_bulk(backend: SearchBackend, requests: list[list[dict[str, Any]]], threads: int = 1) -> float:
+    """Seconds for the client's bulk helper to send the same requests, one helper call per request, with
+    `threads` calls (requests) in flight at a time."""
     helper = client_bulk_helper(backend)
-    started = time.perf_counter()
-    for actions in requests:
+
+    def send(actions: list[dict[str, Any]]) -> None:
         for ok, item in helper(backend.client, actions, chunk_size=len(actions), raise_on_error=False):
             result = next(iter(item.values()))
             if not ok and result.get("status") != 409:  # 409: a stale story snapshot, as for the indexer
                 raise RuntimeError(f"raw bulk load: an item failed: {result}")
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for _ in pool.map(send, requests):
+            pass
     return time.perf_counter() - started
 
 
@@ -241,9 +248,7 @@ def articles_indexed(backend: SearchBackend) -> int:
 
 def measure_indexer(settings: Settings, backend: SearchBackend, round_no: int, recorded: Requests) -> Timed:
     group = f"{settings.indexer.group_id}-{round_no}"
-    round_settings = settings.model_copy(
-        update={"indexer": settings.indexer.model_copy(update={"group_id": group})}
-    )
+    round_settings = settings.model_copy(update={"indexer": settings.indexer.model_copy(update={"group_id": group})})
     reset(backend)
     try:
         seconds, startup = through_indexer(round_settings, recorded)
@@ -252,11 +257,11 @@ def measure_indexer(settings: Settings, backend: SearchBackend, round_no: int, r
     return Timed(seconds, articles_indexed(backend), sum(r.count(b"\n") // 2 for r in recorded), startup)
 
 
-def measure_raw(backend: SearchBackend, requests: Requests) -> Timed:
+def measure_raw(backend: SearchBackend, requests: Requests, threads: int) -> Timed:
     actions = decode_requests(requests)  # ready-made documents: building them is not the helper's work
     reset(backend)
     try:
-        seconds = raw_bulk(backend, actions)
+        seconds = raw_bulk(backend, actions, threads)
     finally:
         gc.unfreeze()
     return Timed(seconds, articles_indexed(backend), sum(len(a) for a in actions))
@@ -276,6 +281,13 @@ def cleanup(backend: SearchBackend, settings: Settings) -> None:
         admin.close()
 
 
+@dataclass
+class Round:
+    raw: Timed  # the helper, one request at a time (`streaming_bulk` as documented)
+    raw_parallel: Timed  # the helper, as many requests in flight as the indexer keeps
+    indexer: Timed
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--docs", type=int, default=20_000, help="synthetic enriched articles (default 20,000)")
@@ -284,10 +296,11 @@ def main(argv: list[str] | None = None) -> int:
 
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     settings = bench_settings(prefix)
+    in_flight = settings.search.bulk_concurrency
     articles = synthetic_articles(args.docs)
     n, stories = len(articles), len({a.story_id for a in articles})
     backend = connect(settings.search)
-    rounds: list[tuple[Timed, Timed]] = []
+    rounds: list[Round] = []
     try:
         bus.ensure_topics(settings)
         produce(settings, articles)
@@ -297,37 +310,52 @@ def main(argv: list[str] | None = None) -> int:
             recorded: Requests = []
             if round_no % 2 == 1:
                 idx = measure_indexer(settings, backend, round_no, recorded)
-                raw = measure_raw(backend, recorded)
+                raw = measure_raw(backend, recorded, threads=1)
+                raw_parallel = measure_raw(backend, recorded, threads=in_flight)
             else:
-                raw = measure_raw(backend, previous)
+                raw = measure_raw(backend, previous, threads=1)
+                raw_parallel = measure_raw(backend, previous, threads=in_flight)
                 idx = measure_indexer(settings, backend, round_no, recorded)
             previous = recorded
-            rounds.append((raw, idx))
+            rounds.append(Round(raw, raw_parallel, idx))
     finally:
         cleanup(backend, settings)
         backend.close()
+    return report(rounds, n, stories, backend.kind, settings)
 
+
+def report(rounds: list[Round], n: int, stories: int, kind: str, settings: Settings) -> int:
+    """Print every round and the median ratios; non-zero if any load lost articles."""
+    in_flight = settings.search.bulk_concurrency
     print(
-        f"bench_indexer: {n} articles, {stories} stories (a snapshot on every article), {backend.kind}, "
+        f"bench_indexer: {n} articles, {stories} stories (a snapshot on every article), {kind}, "
         f"bulk size {settings.search.bulk_max_docs} articles + their stories' newest snapshots, "
         f"{settings.kafka.partitions} partitions, {len(rounds)} round(s)"
     )
-    print("  raw     = client bulk helper replaying the indexer's requests, first request -> last answer")
-    print("  indexer = Kafka -> Indexer.run, construction -> last offset commit")
-    ratios: list[float] = []
+    print(
+        "  raw      = client bulk helper replaying the indexer's requests, one at a time, first request -> last answer"
+    )
+    print(f"  raw x{in_flight}   = the same with {in_flight} requests in flight (threads), as the indexer keeps")
+    print(
+        f"  indexer  = Kafka -> Indexer.run ({in_flight} bulk requests in flight), construction -> last offset commit"
+    )
+    ratios, parallel_ratios, steady = [], [], []
     ok = True
-    for i, (raw, idx) in enumerate(rounds, 1):
-        raw_rate, idx_rate = n / raw.seconds, n / idx.seconds
+    for i, r in enumerate(rounds, 1):
+        raw_rate, par_rate, idx_rate = n / r.raw.seconds, n / r.raw_parallel.seconds, n / r.indexer.seconds
         ratios.append(idx_rate / raw_rate)
-        ok = ok and raw.articles == n and idx.articles == n
+        parallel_ratios.append(idx_rate / par_rate)
+        steady.append(r.raw.seconds / (r.indexer.seconds - r.indexer.startup))
+        ok = ok and all(t.articles == n for t in (r.raw, r.raw_parallel, r.indexer))
         print(
-            f"  round {i}: raw {raw_rate:6.0f} articles/s ({raw.seconds:5.2f} s, {raw.items} items) | "
-            f"indexer {idx_rate:6.0f} articles/s ({idx.seconds:5.2f} s, {idx.items} items, start-up "
-            f"{idx.startup:.2f} s) | ratio {idx_rate / raw_rate:.2f}"
+            f"  round {i}: raw {raw_rate:5.0f}/s ({r.raw.seconds:5.2f} s) | raw x{in_flight} {par_rate:5.0f}/s "
+            f"({r.raw_parallel.seconds:5.2f} s) | indexer {idx_rate:5.0f}/s ({r.indexer.seconds:5.2f} s, start-up "
+            f"{r.indexer.startup:.2f} s) | {r.indexer.items} items | ratio {ratios[-1]:.2f} (x{in_flight}: "
+            f"{parallel_ratios[-1]:.2f})"
         )
-    print(f"  ratio (median of rounds): {statistics.median(ratios):.2f} (target >= 0.80)")
-    steady = statistics.median(raw.seconds / (idx.seconds - idx.startup) for raw, idx in rounds)
-    print(f"  for information, the same without the indexer's start-up: {steady:.2f}")
+    print(f"  indexer / raw (median of rounds): {statistics.median(ratios):.2f} (target >= 0.80)")
+    print(f"  indexer / raw x{in_flight} (median): {statistics.median(parallel_ratios):.2f}")
+    print(f"  for information, indexer / raw without the indexer's start-up: {statistics.median(steady):.2f}")
     if not ok:
         print("  WARNING: not every article was indexed")
         return 1

@@ -333,8 +333,7 @@ def test_a_stale_snapshot_is_not_sent_once_a_newer_one_is_acknowledged() -> None
     indexer._write(indexer._prepare([Record(TOPIC, 0, 0, with_story("a1", 4))]))  # type: ignore[list-item]
     written = indexer._write(indexer._prepare([Record(TOPIC, 1, 0, with_story("a2", 2))]))  # type: ignore[list-item]
     assert [len(r) for r in backend.requests] == [2, 1]  # the second batch: the article only
-    assert written.indexed == 1 and written.dead == []
-    assert indexer.stats.stale_snapshots_skipped == 1
+    assert written.indexed == 1 and written.dead == [] and written.stale_skipped == 1  # counted when settled
 
 
 # --- the writer thread -------------------------------------------------------------------------------------
@@ -394,3 +393,54 @@ def test_after_a_failed_batch_the_writer_writes_nothing_more_and_the_failure_is_
         writer.next_done(block=True)
     writer.close()
     assert written == ["ok"]  # "after" was never written: its offsets must not be committed past "bad"
+
+
+def test_with_two_requests_in_flight_results_still_come_back_in_submission_order() -> None:
+    import threading
+
+    from pipeline.indexer import BulkWriter, Written
+
+    first_may_finish = threading.Event()
+    finished: list[str] = []
+
+    def write(prepared: Any) -> Written:
+        tag = prepared.items[0][0]["tag"]
+        if tag == "slow":
+            first_may_finish.wait(5)  # released only once "fast" has been written
+        finished.append(tag)
+        if tag == "fast":
+            first_may_finish.set()
+        return Written(dead=[], indexed=1)
+
+    writer = BulkWriter(write, workers=2)
+    writer.submit([Record(TOPIC, 0, 0, b"")], _prepared("slow"))  # type: ignore[list-item]
+    writer.submit([Record(TOPIC, 0, 1, b"")], _prepared("fast"))  # type: ignore[list-item]
+    first, second = writer.next_done(block=True), writer.next_done(block=True)
+    writer.close()
+    assert finished == ["fast", "slow"]  # both were in flight together
+    assert first is not None and second is not None
+    assert [first[0][0].offset, second[0][0].offset] == [0, 1]  # settled (committed) in order all the same
+
+
+def test_a_batch_taken_after_another_failed_is_not_written_and_raises_that_failure() -> None:
+    from pipeline.indexer import BulkWriter, Written
+
+    written: list[str] = []
+    failure = InterruptedError("stopped while the search engine was failing")
+
+    def write(prepared: Any) -> Written:
+        tag = prepared.items[0][0]["tag"]
+        if tag == "bad":
+            raise failure
+        written.append(tag)
+        return Written(dead=[], indexed=1)
+
+    writer = BulkWriter(write, workers=1, ahead=3)
+    for n, tag in enumerate(["bad", "after"]):
+        writer.submit([Record(TOPIC, 0, n, b"")], _prepared(tag))  # type: ignore[list-item]
+    for _ in ("bad", "after"):  # "after" was taken after "bad" failed: not written, it holds the same failure
+        with pytest.raises(InterruptedError) as raised:
+            writer.next_done(block=True)
+        assert raised.value is failure
+    writer.close()
+    assert written == []
