@@ -45,8 +45,8 @@ from pipeline.models import Article, Entity, Story, TaggedArticle
 from pipeline.settings import DedupSettings, Settings
 from pipeline.textfeatures import (
     Vector,
-    canonical_url,
     content_fingerprint,
+    copy_key_url,
     dot,
     idf,
     norm,
@@ -166,7 +166,7 @@ def title_quality(title: str) -> float:
 def article_keys(article: Article, title_toks: list[str], body_toks: list[str]) -> tuple[str, ...]:
     """Exact-copy keys: canonical URL, fingerprint of the body words, and for title-only items the title."""
     keys: list[str] = []
-    if url := canonical_url(article.url):
+    if url := copy_key_url(article.url):
         keys.append("u:" + url)
     if fp := content_fingerprint(body_toks):
         keys.append("c:" + fp)
@@ -241,9 +241,7 @@ class StoryEngine:
         else:
             self._add_original(state, article, feats, score)
         self._record(state, article.id, original, feats)
-        return Assignment(
-            article.id, state["id"], original, snapshot(state), is_new_story=is_new, replayed=False
-        )
+        return Assignment(article.id, state["id"], original, snapshot(state), is_new_story=is_new, replayed=False)
 
     def _replay(self, article_id: str) -> Assignment | None:
         """The recorded answer for an article seen before (at-least-once delivery), else None."""
@@ -427,9 +425,7 @@ class StoryEngine:
         self._add_original(state, article, feats, None)
         return state
 
-    def _add_original(
-        self, state: StoryState, article: TaggedArticle, feats: Features, score: float | None
-    ) -> None:
+    def _add_original(self, state: StoryState, article: TaggedArticle, feats: Features, score: float | None) -> None:
         """A new report: it moves the centroids, adds its source and entities, and may give a better title.
 
         `score` is the similarity it joined with (None for the story's first report).
@@ -475,9 +471,7 @@ class StoryEngine:
     def _maybe_retitle(self, state: StoryState, title: str, feats: Features) -> None:
         """Keep the title that is best-formed and most typical of the story's headlines."""
         current = state["title"]
-        cur_score = title_quality(current) + _cos_unit(
-            tfidf(tokens(current)), state["tvec"], state["tvec_norm"]
-        )
+        cur_score = title_quality(current) + _cos_unit(tfidf(tokens(current)), state["tvec"], state["tvec_norm"])
         new_score = feats.title_quality + _cos_unit(feats.title, state["tvec"], state["tvec_norm"])
         if new_score > cur_score + 1e-9:
             state["title"] = title
@@ -504,9 +498,7 @@ class StoryEngine:
 
     def _index(self, state: StoryState) -> None:
         sid = state["id"]
-        terms = tuple(top_terms(state["vec"], self.settings.index_terms)) + tuple(
-            "e:" + e for e in state["evec"]
-        )
+        terms = tuple(top_terms(state["vec"], self.settings.index_terms)) + tuple("e:" + e for e in state["evec"])
         old = self._index_terms.get(sid, ())
         if old != terms:
             for term in set(old) - set(terms):
@@ -626,8 +618,7 @@ def snapshot(state: StoryState) -> Story:
             "first_seen": datetime.fromtimestamp(state["t0"], UTC),
             "last_seen": datetime.fromtimestamp(state["t1"], UTC),
             "entities": [
-                {"name": n, "type": e["type"], "mentions": list(e["mentions"]), "count": e["count"]}
-                for n, e in ents
+                {"name": n, "type": e["type"], "mentions": list(e["mentions"]), "count": e["count"]} for n, e in ents
             ],
             "article_ids": list(state["article_ids"]),
             "revision": max(1, state["revision"]),
@@ -666,9 +657,7 @@ def assign_all(tagged: Iterable[TaggedArticle], settings: DedupSettings) -> list
     return [engine.assign(article) for article in tagged]
 
 
-def cli_cluster(
-    input_path: Path, output_path: Path, settings: Settings, *, tagger: Tagger | None = None
-) -> int:
+def cli_cluster(input_path: Path, output_path: Path, settings: Settings, *, tagger: Tagger | None = None) -> int:
     """`newsflow cluster`: tag, then assign, over the articles of a JSON-lines file in file order.
 
     Runs exactly the stream's engine and configuration. Writes `{"id", "story_id", "duplicate_of"}` rows and a
@@ -688,8 +677,7 @@ def cli_cluster(
     seconds = time.perf_counter() - started
     note = "" if tag else " (no entity tagger available: entities unused)"
     print(
-        f"clustered {len(rows)} articles into {len(stories)} stories, {duplicates} duplicates, "
-        f"in {seconds:.1f}s{note}",
+        f"clustered {len(rows)} articles into {len(stories)} stories, {duplicates} duplicates, in {seconds:.1f}s{note}",
         file=sys.stderr,
     )
     return 0

@@ -47,13 +47,14 @@ def parse_entity(spec: str) -> tuple[str, str]:
     return kind, name
 
 
-def parse_since(spec: str) -> str:
-    """`24h` / `7d` / `30m` / `2w` -> `now-24h` (date math the engine evaluates, so no clock skew here)."""
+def parse_since(spec: str, name: str = "--since") -> str:
+    """`24h` / `7d` / `30m` / `2w` -> `now-24h` (date math the engine evaluates, so no clock skew here).
+    The one reading of a look-back for the CLI and the API (`name` is what the message calls the input)."""
     match = _SINCE.match(spec.strip())
     if not match or int(match.group(1)) == 0:
         units = ", ".join(f"{u} ({name})" for u, name in _SINCE_UNITS.items())
-        raise QueryError(f"bad --since {spec!r}: use a positive number and a unit, e.g. 24h, 7d, 30m; units: {units}")
-    return f"now-{match.group(1)}{match.group(2)}"
+        raise QueryError(f"bad {name} {spec!r}: use a positive number and a unit, e.g. 24h, 7d, 30m; units: {units}")
+    return f"now-{int(match.group(1))}{match.group(2)}"
 
 
 def parse_filters(

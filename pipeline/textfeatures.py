@@ -20,10 +20,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, timedelta
 from functools import lru_cache
 from operator import itemgetter
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import urlsplit
 
 import numpy as np
 from wordfreq import get_frequency_dict
+
+from pipeline import urls
 
 Vector = dict[str, float]
 
@@ -39,7 +41,6 @@ NUMBER_IDF = 3.0
 _NUMBER = re.compile(r"[\d.,:/-]+")
 # Words after the first ~LEAD_SPAN of an article fade to plain weight (see tfidf's `lead`).
 LEAD_SPAN = 40.0
-_TRACKING = re.compile(r"^(utm_|fbclid$|gclid$|mc_[ce]id$|ref$|ref_src$|cmpid$|ocid$|smid$|cid$)")
 
 
 @lru_cache(maxsize=1)
@@ -281,17 +282,15 @@ def content_fingerprint(words: Sequence[str]) -> str | None:
     return hashlib.blake2b(" ".join(words).encode("utf-8"), digest_size=12).hexdigest()
 
 
-def canonical_url(url: str | None) -> str | None:
-    """Scheme-, www-, fragment- and tracking-parameter-free URL, so a re-post of one page maps to one key."""
-    if not url:
+def copy_key_url(url: str | None) -> str | None:
+    """The canonical URL (`pipeline.urls`) also without scheme, `www.`/`m.` and trailing slash: for spotting a
+    re-post of one page, where http/https or the mobile host of one outlet are the same page."""
+    if not url or not url.strip():
         return None
-    try:
-        parts = urlsplit(url.strip())
-    except ValueError:
+    canonical = urls.canonical_url(url)
+    parts = urlsplit(canonical)
+    if parts.scheme not in urls.DEFAULT_PORTS or not parts.netloc:
         return None
-    if not parts.netloc:
-        return None
-    host = parts.netloc.lower().removeprefix("www.").removeprefix("m.")
-    path = re.sub(r"/+$", "", parts.path) or "/"
-    query = urlencode(sorted((k, v) for k, v in parse_qsl(parts.query) if not _TRACKING.match(k.lower())))
-    return f"{host}{path}" + (f"?{query}" if query else "")
+    host = parts.netloc.removeprefix("www.").removeprefix("m.")
+    path = parts.path.rstrip("/") or "/"
+    return f"{host}{path}" + (f"?{parts.query}" if parts.query else "")

@@ -25,6 +25,7 @@ from pipeline import __version__
 from pipeline.alerts.models import Subscription, SubscriptionSpec
 from pipeline.alerts.store import SubscriptionStore
 from pipeline.errors import NewsflowError, QueryError, StackError
+from pipeline.report import parse_since
 from pipeline.search import connect
 from pipeline.search.backend import describe_unreachable
 from pipeline.settings import AlertSettings, ApiKey, Settings
@@ -32,7 +33,6 @@ from pipeline.settings import AlertSettings, ApiKey, Settings
 log = logging.getLogger(__name__)
 
 API_KEY_HEADER = "X-API-Key"
-SINCE_PATTERN = r"^[1-9][0-9]*[mhdw]$"  # same form as `newsflow search --since`
 KEY_BYTES = 32
 
 
@@ -158,11 +158,12 @@ def create_app(settings: Settings) -> FastAPI:
     def test(
         sub_id: str,
         who: Owner,
-        since: Annotated[str, Query(pattern=SINCE_PATTERN, description="how far back, e.g. 24h, 7d")] = "7d",
+        since: Annotated[str, Query(description="how far back, e.g. 24h, 7d (as `newsflow search --since`)")] = "7d",
     ) -> list[StoryMatch]:
         """Recent stories this subscription would have matched (newest first)."""
+        look_back = parse_since(since, "since")  # a malformed value is a QueryError: 422 with the reason
         sub = own(sub_id, who)
-        found = store_of().recent_matches(sub, settings.search.indices.articles, f"now-{since}", alerts.test_stories)
+        found = store_of().recent_matches(sub, settings.search.indices.articles, look_back, alerts.test_stories)
         return [StoryMatch(story_id=story_id, title=title) for story_id, title in found]
 
     return app

@@ -51,7 +51,8 @@ def test_parse_entity_rejects_malformed_input(spec: str, message: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("spec", "expected"), [("24h", "now-24h"), ("7d", "now-7d"), ("30m", "now-30m"), ("2w", "now-2w")]
+    ("spec", "expected"),
+    [("24h", "now-24h"), ("7d", "now-7d"), ("30m", "now-30m"), ("2w", "now-2w"), ("07d", "now-7d"), (" 1h ", "now-1h")],
 )
 def test_parse_since(spec: str, expected: str) -> None:
     assert parse_since(spec) == expected
