@@ -210,6 +210,7 @@ class Poller:
         self._by_id: dict[str, FeedConfig] = {}
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
+        self._scheduled = False  # polling each feed when due (`run()` without cycles), not in cycles
         self._global: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._hosts: dict[str, asyncio.Semaphore] = {}
@@ -274,6 +275,7 @@ class Poller:
                 if i + 1 < cycles:
                     await self._sleep(self.settings.poller.min_interval_s)
         else:
+            self._scheduled = True
             async with http_client(self.settings.poller) as client:
                 await self._schedule_loop(client)
         status.write("poller", {**self.status(), "state": "stopped"}, force=True)
@@ -489,10 +491,15 @@ class Poller:
     def status(self) -> dict[str, Any]:
         t = self.totals
         unhealthy = sum(1 for s in self.states.values() if not s.healthy)
+        # Scheduled polling has no cycles (each feed is polled when due): say when the next poll is instead.
+        timing: dict[str, Any] = {"cycles": t.cycles}
+        if self._scheduled:
+            due = self.queue.next_due()
+            timing = {"next_poll_in_s": None if due is None else round(max(0.0, due - now_s()), 1)}
         return {
             "feeds": len(self._by_id),
             "unhealthy": unhealthy,
-            "cycles": t.cycles,
+            **timing,
             "polled": t.polled,
             "failed": t.failed,
             "produced": t.produced,
@@ -550,9 +557,7 @@ async def fetch(
                         retry_after=retry if resp.status_code in (429, 503) else None,
                     )
                 declared = resp.headers.get("content-length", "")
-                if declared.isdigit() and int(declared) > cfg.max_bytes and not resp.headers.get(
-                    "content-encoding"
-                ):
+                if declared.isdigit() and int(declared) > cfg.max_bytes and not resp.headers.get("content-encoding"):
                     raise FetchError(f"response larger than poller.max_bytes ({cfg.max_bytes} bytes)")
                 body = bytearray()
                 async for chunk in resp.aiter_bytes():

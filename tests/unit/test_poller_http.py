@@ -429,4 +429,6 @@ def test_scheduler_polls_each_feed_when_due(site: Site, tmp_path: Path, monkeypa
     assert site.count("/late.xml") >= 2
     assert {a.title for a in sent(p)} == {"First story", "Late"}
     assert not state_of(p, site.url("/err.xml")).healthy and len(p.feeds) == 4
+    status = p.status()  # scheduled polling has no cycles: the heartbeat says when the next poll is due
+    assert "cycles" not in status and 0 <= status["next_poll_in_s"] <= 3600
     p.close()
