@@ -29,3 +29,7 @@ class QueryError(NewsflowError):
 
 class BadInputError(NewsflowError):
     """An input file row is malformed (the message names the line)."""
+
+
+class ConflictError(NewsflowError):
+    """A change lost a race with another change to the same thing (e.g. a subscription deleted meanwhile)."""

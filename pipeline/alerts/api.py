@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from pipeline import __version__
 from pipeline.alerts.models import Subscription, SubscriptionSpec
 from pipeline.alerts.store import SubscriptionStore
-from pipeline.errors import NewsflowError, QueryError, StackError
+from pipeline.errors import ConflictError, NewsflowError, QueryError, StackError
 from pipeline.report import parse_since
 from pipeline.search import connect
 from pipeline.search.backend import describe_unreachable
@@ -114,6 +114,10 @@ def create_app(settings: Settings) -> FastAPI:
     def _invalid(request: Request, exc: QueryError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=HTTPStatus.UNPROCESSABLE_ENTITY)
 
+    @app.exception_handler(ConflictError)
+    def _conflict(request: Request, exc: ConflictError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_409_CONFLICT)
+
     @app.exception_handler(NewsflowError)
     def _newsflow(request: Request, exc: NewsflowError) -> JSONResponse:
         code = status.HTTP_503_SERVICE_UNAVAILABLE if isinstance(exc, StackError) else status.HTTP_400_BAD_REQUEST
@@ -145,9 +149,12 @@ def create_app(settings: Settings) -> FastAPI:
     def replace(sub_id: str, spec: SubscriptionSpec, who: Owner) -> Subscription:
         """Replace a subscription's spec (id, owner and creation time stay); validated like a new one."""
         current = own(sub_id, who)
-        return store_of().add(
+        saved = store_of().replace(
             Subscription(**spec.model_dump(), id=current.id, owner=who, created_at=current.created_at)
         )
+        if saved is None:  # deleted between the read and the write
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no subscription {sub_id}")
+        return saved
 
     @app.delete("/subscriptions/{sub_id}", status_code=status.HTTP_204_NO_CONTENT)
     def delete(sub_id: str, who: Owner) -> None:

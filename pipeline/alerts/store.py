@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from pipeline.alerts.models import Alert, Subscription
-from pipeline.errors import QueryError
+from pipeline.errors import ConflictError, QueryError
 from pipeline.models import EnrichedArticle
 from pipeline.search.backend import SearchBackend
 from pipeline.search.documents import entity_fields
@@ -95,28 +95,59 @@ class SubscriptionStore:
         return query
 
     def add(self, sub: Subscription) -> Subscription:
-        """Validate, then store (refreshed at once, so the next story already sees it); an existing id is
-        replaced, which is how an update is saved."""
+        """Validate, then store (refreshed at once, so the next story already sees it)."""
         self.ensure_index()
-        query = self.validate(sub)
-        doc = {
-            "query": query,
+        self.client.index(index=self.index, id=sub.id, body=self._document(sub), refresh=True)
+        return sub
+
+    def replace(self, sub: Subscription) -> Subscription | None:
+        """Save a changed subscription of `sub.owner` (same id); None if it is not theirs or no longer exists.
+
+        Optimistic concurrency: the write only applies to the version just read, so an update racing a delete
+        cannot bring the subscription back, and of two racing updates one fails instead of being lost.
+        """
+        found = self._get(sub.id, sub.owner)
+        if found is None:
+            return None
+        _, seq_no, primary_term = found
+        doc = self._document(sub)
+        answer = self.client.index(
+            index=self.index,
+            id=sub.id,
+            body=doc,
+            refresh=True,
+            if_seq_no=seq_no,
+            if_primary_term=primary_term,
+            ignore=[409],
+        )
+        if answer.get("status") == 409:
+            raise ConflictError(f"subscription {sub.id} was changed or deleted meanwhile; read it again and retry")
+        return sub
+
+    def _document(self, sub: Subscription) -> dict[str, Any]:
+        return {
+            "query": self.validate(sub),
             "owner": sub.owner,
             "name": sub.name,
             "frequency": sub.frequency,
             "created_at": sub.created_at.isoformat(),
             "spec": sub.model_dump(mode="json"),
         }
-        self.client.index(index=self.index, id=sub.id, body=doc, refresh=True)
-        return sub
 
     def get(self, sub_id: str, owner: str | None = None) -> Subscription | None:
         """One subscription; None if missing or owned by someone else (`owner=None`: internal, any owner)."""
+        found = self._get(sub_id, owner)
+        return found[0] if found else None
+
+    def _get(self, sub_id: str, owner: str | None) -> tuple[Subscription, int, int] | None:
+        """The subscription with the version it was read at (sequence number, primary term)."""
         doc = self.client.get(index=self.index, id=sub_id, ignore=[404])
         if not doc or not doc.get("found"):
             return None
         sub = Subscription.model_validate(doc["_source"]["spec"])
-        return sub if owner is None or sub.owner == owner else None
+        if owner is not None and sub.owner != owner:
+            return None
+        return sub, doc["_seq_no"], doc["_primary_term"]
 
     def list(self, owner: str) -> list[Subscription]:
         """An owner's subscriptions, oldest first."""

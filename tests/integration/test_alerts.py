@@ -14,7 +14,7 @@ from pipeline.alerts.dispatch import AlertLog
 from pipeline.alerts.models import EmailChannel, Subscription, WebhookChannel, dedup_key
 from pipeline.alerts.store import SubscriptionStore
 from pipeline.demo import AlertReceiver
-from pipeline.errors import QueryError
+from pipeline.errors import ConflictError, QueryError
 from pipeline.models import EnrichedArticle, Story
 from pipeline.search import connect
 from pipeline.settings import AlertSettings, Settings
@@ -139,6 +139,36 @@ def test_a_bad_query_is_rejected_and_nothing_is_stored(isolated: Isolated) -> No
     assert [s.id for s in store.list("ann")] == [good.id]
     assert store.list("bob") == [] and store.get(good.id, "bob") is None
     assert not store.delete(good.id, "bob") and store.delete(good.id, "ann")
+    backend.client.indices.delete(index=alerts.subscriptions_index, ignore=[404])
+
+
+def test_an_update_applies_only_to_the_version_it_read(isolated: Isolated, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PUT racing DELETE (or another PUT): the write is conditional on the version read, so a deleted
+    subscription is not brought back and the losing update fails with a clear message instead of being lost."""
+    alerts = alert_settings(isolated, 25)
+    backend = connect(isolated.settings.search)
+    store = SubscriptionStore(backend, alerts)
+    hook = [WebhookChannel(url="http://x")]
+    sub = store.add(Subscription(name="korea", owner="ann", query="Korea", channels=hook))
+    changed = sub.model_copy(update={"query": "Pyongyang"})
+    assert store.replace(changed) == changed and store.get(sub.id, "ann") == changed
+    assert store.replace(sub.model_copy(update={"owner": "bob"})) is None  # not bob's
+
+    read_before = store._get(sub.id, "ann")  # the racing request read here ...
+    store.replace(sub.model_copy(update={"query": "Kim"}))  # ... then another update landed
+    monkeypatch.setattr(store, "_get", lambda *_: read_before)
+    with pytest.raises(ConflictError, match="changed or deleted meanwhile"):
+        store.replace(sub.model_copy(update={"query": "stale"}))
+    monkeypatch.undo()
+    assert store.get(sub.id, "ann").query == "Kim"  # type: ignore[union-attr]
+
+    read_before = store._get(sub.id, "ann")
+    assert store.delete(sub.id, "ann")  # a delete lands between the racing request's read and its write
+    monkeypatch.setattr(store, "_get", lambda *_: read_before)
+    with pytest.raises(ConflictError):
+        store.replace(sub.model_copy(update={"query": "resurrected"}))
+    monkeypatch.undo()
+    assert store.get(sub.id, "ann") is None and store.list("ann") == []
     backend.client.indices.delete(index=alerts.subscriptions_index, ignore=[404])
 
 
