@@ -5,7 +5,9 @@
     tagged (1 partition)
         -> assign     ordered: exact/near duplicates + story assignment            [one worker at a time]
                       state: three changelog-backed tables (stories, assignments, dedup keys)
-    enriched (N partitions, key=article id)  -> indexer (separate process)
+                      every minute: quiet small stories merge into the story they belong to
+    enriched (N partitions, key=article id)  -> indexer, alerts (separate processes)
+                      enriched articles, and story moves re-filing a merged story's articles
     deadletter  <- anything that cannot be processed, with the reason and original bytes
 
 Why two stages: tagging is the expensive, embarrassingly parallel part; story assignment must see every article
@@ -29,15 +31,14 @@ import faust
 from pydantic import ValidationError
 
 from pipeline import bus, diagnostics, status
-from pipeline.dedup import StoryEngine
+from pipeline.dedup import StoryEngine, story_moves
 from pipeline.entities import EntityTagger
-from pipeline.models import Article, DeadLetter, EnrichedArticle, TaggedArticle
+from pipeline.models import Article, DeadLetter, EnrichedArticle, StoryMove, TaggedArticle
 from pipeline.settings import Settings
 from pipeline.watchdog import StallWatchdog, partition_views, rewind
 
 log = logging.getLogger(__name__)
 
-EXPIRE_EVERY_S = 60.0
 HEARTBEAT_S = 2.0
 
 
@@ -56,6 +57,7 @@ class WorkerStats:
     assigned: int = 0
     new_stories: int = 0
     duplicates: int = 0
+    merged_stories: int = 0  # small stories merged into a bigger one once quiet
     dead_letters: int = 0
     events: int = 0  # messages handled by either stage, replays included: the watchdog's progress measure
     rewinds: int = 0
@@ -229,12 +231,19 @@ def create_app(settings: Settings) -> faust.App:
                     stats.assigned += 1
                     stats.new_stories += int(result.is_new_story)
                     stats.duplicates += int(result.duplicate_of is not None)
-            if time.monotonic() - last_expire > EXPIRE_EVERY_S:
-                engine.expire(datetime.now(UTC))
+            moves: list[StoryMove] = []
+            if time.monotonic() - last_expire > settings.worker.maintenance_every_s:
+                now = datetime.now(UTC)
+                for merge in engine.settle(now.timestamp()):  # quiet small stories into their bigger one
+                    moves.extend(story_moves(merge))
+                    stats.merged_stories += 1
+                engine.expire(now)
                 last_expire = time.monotonic()
             await flush_state(app)  # state first ...
             for e in outputs:  # ... then the effects that depend on it
                 await enriched_topic.send(key=e.id.encode(), value=e.model_dump_json().encode())
+            for m in moves:  # keyed like the article: after its own message in its partition
+                await enriched_topic.send(key=m.article_id.encode(), value=m.model_dump_json().encode())
             await send_dead(dead)
             stats.events += len(batch)
             status.write(heartbeat, stats.as_status())

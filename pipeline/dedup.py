@@ -33,7 +33,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, MutableMapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -41,7 +41,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from pipeline.jsonl import read_articles, write_rows
-from pipeline.models import Article, Entity, Story, TaggedArticle
+from pipeline.models import Article, Entity, Story, StoryMove, TaggedArticle
 from pipeline.settings import DedupSettings, Settings
 from pipeline.textfeatures import (
     Vector,
@@ -63,6 +63,7 @@ from pipeline.textfeatures import (
 StoryState = dict[str, Any]
 
 _SKETCH_K = 64
+SETTLE_EVERY_S = 60.0  # offline, `settle` runs this often in event time: `worker.maintenance_every_s`'s default
 _STORY_YEARS = 24  # years kept per story, from its first reports (bounded state)
 
 
@@ -93,6 +94,19 @@ class Assignment:
     story: Story
     is_new_story: bool
     replayed: bool
+
+
+@dataclass(frozen=True)
+class Merge:
+    """A settled small story merged into a bigger one (`StoryEngine.settle`): its articles now belong to
+    `story_id`, whose snapshot after the merge is `story`."""
+
+    merged_story_id: str
+    merged_revision: int  # its last revision
+    article_ids: tuple[str, ...]
+    published: tuple[float, ...]  # of each article (records from before this was kept: the story's start)
+    story_id: str
+    story: Story
 
 
 @dataclass(frozen=True)
@@ -143,6 +157,25 @@ def entity_vector(entities: Sequence[Entity]) -> Vector:
         weight = max(idf(w) for w in words) * (1.0 + math.log(ent.count))
         vec[name] = vec.get(name, 0.0) + weight
     return normalise(vec)
+
+
+def story_features(state: StoryState) -> Features:
+    """A story seen as one article (its centroids, facts and latest time): to score it against another."""
+    people = frozenset(n for n, e in state["entities"].items() if e["type"] == "person")
+    places = frozenset(n for n, e in state["entities"].items() if e["type"] == "location")
+    return Features(
+        body=normalise(state["vec"]),
+        title=normalise(state["tvec"]),
+        ents=normalise(state["evec"]),
+        sketch=[],
+        keys=(),
+        time=state["t1"],
+        title_quality=title_quality(state["title"]),
+        years=frozenset(state.get("years", ())),
+        people=people,
+        places=places,
+        dates=frozenset(state.get("dates", ())),
+    )
 
 
 def title_quality(title: str) -> float:
@@ -218,6 +251,8 @@ class StoryEngine:
         self._postings: dict[str, set[str]] = {}
         self._index_terms: dict[str, tuple[str, ...]] = {}
         self._last_seen: dict[str, float] = {}
+        self._settled: set[str] = set()  # quiet stories `settle` has looked at (a new report takes one out)
+        self._big: set[str] = set()  # stories of more than `small_story_max` reports: what small ones merge into
         self._ready = False
 
     # -- public contract -------------------------------------------------------------------------------
@@ -240,7 +275,7 @@ class StoryEngine:
             self._add_duplicate(state, article, feats)
         else:
             self._add_original(state, article, feats, score)
-        self._record(state, article.id, original, feats)
+        self._record(state, article, original, feats)
         return Assignment(article.id, state["id"], original, snapshot(state), is_new_story=is_new, replayed=False)
 
     def _replay(self, article_id: str) -> Assignment | None:
@@ -360,11 +395,103 @@ class StoryEngine:
             + _disjoint(feats.places, places)
         )
 
+    def settle(self, now: float) -> list[Merge]:
+        """Merge small stories that went quiet into the story they belong to; returns the merges.
+
+        A report that opened a story of its own was compared with the stories as they were on its arrival, and
+        the story it belongs to may have been too young to recognise it then (another angle, the one outlet that
+        led with a name the others added later). Once a story of at most `small_story_max` reports has had no
+        new one for `settle_minutes` (event time, against `now`), it is scored once more, as one article,
+        against the bigger open stories, and merged into the best one scoring at least the threshold (no
+        cohesion test: the bigger story's members joined it while it was forming). Bigger stories are never
+        merged into another: an established story keeps its id. The stream calls this with the wall clock, the
+        offline CLI with the latest event time and once more at the end of its input.
+        """
+        self._ensure_index()
+        s = self.settings
+        if s.small_story_max <= 0:
+            return []
+        cutoff = now - s.settle_minutes * 60.0
+        due = sorted(sid for sid, last in self._last_seen.items() if last <= cutoff and sid not in self._settled)
+        merges: list[Merge] = []
+        for sid in due:
+            small = self.store.stories.get(sid)
+            self._settled.add(sid)
+            if small is None or small["n"] > s.small_story_max or small.get("settled"):
+                continue
+            target, score = self._settle_target(small)
+            if target is None:
+                small["settled"] = True  # considered once: stays its own story
+                self.store.stories[sid] = small
+                continue
+            moved = tuple(small["article_ids"])
+            started: float = small["t0"]
+            published = tuple(float((self.store.articles.get(aid) or {}).get("published", started)) for aid in moved)
+            self._merge_into(target, small, score)
+            merges.append(Merge(sid, small["revision"], moved, published, target["id"], snapshot(target)))
+        return merges
+
+    def _settle_target(self, small: StoryState) -> tuple[StoryState | None, float]:
+        """The bigger open story scoring best against the small one, if any reaches the threshold."""
+        s = self.settings
+        best: tuple[StoryState | None, float] = (None, 0.0)
+        if not self._big:
+            return best
+        query = story_features(small)
+        for sid in self._candidates(query, among=self._big):
+            other = self.store.stories[sid]
+            if not (self._open(other, small["t0"]) and self._open(other, small["t1"])):
+                continue
+            score = self.similarity(other, query)
+            if score >= s.similarity_threshold and score > best[1]:
+                best = (other, score)
+        return best
+
+    def _merge_into(self, state: StoryState, other: StoryState, score: float) -> None:
+        """Move a story's reports, centroids and facts into `state`; the other story is gone afterwards.
+
+        Writes go in an order a replay can finish: article records first, then the grown story, the small
+        one's removal last (a story that already holds the small one's articles is not added to twice).
+        """
+        s = self.settings
+        for aid in other["article_ids"]:
+            if (record := self.store.articles.get(aid)) is not None:
+                self.store.articles[aid] = {**record, "story_id": state["id"]}
+        if set(other["article_ids"]).isdisjoint(state["article_ids"]):
+            for name, keep in (("vec", s.story_terms), ("tvec", s.story_title_terms), ("evec", s.story_entities)):
+                vec = {k: q * other[name + "_scale"] for k, q in other[name].items()}
+                state[name], state[name + "_scale"] = _add(state[name], state[name + "_scale"], vec, keep)
+                state[name + "_norm"] = norm(state[name])
+            state["n"] += other["n"]
+            state["dups"] += other["dups"]
+            state["joins"] += other["n"]
+            state["join_sum"] += score * other["n"]
+            state["sources"].extend(src for src in other["sources"] if src not in state["sources"])
+            state["article_ids"].extend(other["article_ids"])
+            state["keys"].extend(other.get("keys", ()))
+            for name, info in other["entities"].items():
+                cur = state["entities"].setdefault(name, {"type": info["type"], "count": 0, "mentions": []})
+                cur["count"] += info["count"]
+                cur["mentions"].extend(m for m in info["mentions"] if m not in cur["mentions"])
+                del cur["mentions"][5:]
+            for name, keep in (("years", _STORY_YEARS), ("dates", s.story_dates)):
+                kept = state.setdefault(name, [])
+                kept.extend(sorted(set(other.get(name, ())).difference(kept))[: max(0, keep - len(kept))])
+            state["sketches"].update(other["sketches"])
+            while len(state["sketches"]) > s.sketches_per_story:
+                del state["sketches"][next(iter(state["sketches"]))]
+            state["t0"], state["t1"] = min(state["t0"], other["t0"]), max(state["t1"], other["t1"])
+            state["revision"] += 1
+        self.store.stories[state["id"]] = state
+        self._index(state)
+        self._unindex(other["id"])
+        del self.store.stories[other["id"]]
+
     def _open(self, state: StoryState, t: float) -> bool:
         """A story takes articles from `window` before its first report until `window` after its last."""
         return state["t0"] - self._window <= t <= state["t1"] + self._window
 
-    def _candidates(self, feats: Features) -> list[str]:
+    def _candidates(self, feats: Features, among: set[str] | None = None) -> list[str]:
         """Stories sharing heavy terms or entities with the article, most overlap first.
 
         The work is bounded: posting lists are visited rarest first until `candidate_budget` story ids have
@@ -381,7 +508,9 @@ class StoryEngine:
             if size > budget:
                 break
             budget -= size
-            shared.update(postings)  # counting runs in C: this loop is the hot spot at 100k stories
+            # Counting runs in C: this loop is the hot spot at 100k stories. `among` narrows the count (settle:
+            # the bigger stories only) with a set intersection, also in C.
+            shared.update(postings if among is None else postings & among)
         if len(shared) <= k:
             return sorted(shared, key=lambda sid: (-shared[sid], sid))
         # The k most-shared stories, ties broken by id, not by set order (which is salted per process): same
@@ -463,6 +592,8 @@ class StoryEngine:
         self._touch(state, article, feats)
 
     def _touch(self, state: StoryState, article: TaggedArticle, feats: Features) -> None:
+        state.pop("settled", None)  # news again: `settle` looks at it once more when it is quiet again
+        self._settled.discard(state["id"])
         state["t0"] = min(state["t0"], feats.time)
         state["t1"] = max(state["t1"], feats.time)
         state["article_ids"].append(article.id)
@@ -476,14 +607,16 @@ class StoryEngine:
         if new_score > cur_score + 1e-9:
             state["title"] = title
 
-    def _record(self, state: StoryState, article_id: str, original: str | None, feats: Features) -> None:
+    def _record(self, state: StoryState, article: Article, original: str | None, feats: Features) -> None:
         """Persist the answer. The article record goes last: it is the commit mark replay looks for."""
         for key in feats.keys:
             if key not in self.store.keys:
-                self.store.keys[key] = article_id
+                self.store.keys[key] = article.id
                 state["keys"].append(key)  # kept with the story so expiry can drop them
         self.store.stories[state["id"]] = state  # re-assigned, not mutated in place: Faust logs assignments
-        self.store.articles[article_id] = {"story_id": state["id"], "duplicate_of": original}
+        # `published` locates the article's document (monthly index) if a merge moves it to another story.
+        record = {"story_id": state["id"], "duplicate_of": original, "published": article.published.timestamp()}
+        self.store.articles[article.id] = record
         self._index(state)
 
     # -- derived index -----------------------------------------------------------------------------------
@@ -511,8 +644,12 @@ class StoryEngine:
                 self._postings.setdefault(term, set()).add(sid)
             self._index_terms[sid] = terms
         self._last_seen[sid] = state["t1"]
+        if state["n"] > self.settings.small_story_max:
+            self._big.add(sid)
 
     def _unindex(self, sid: str) -> None:
+        self._settled.discard(sid)
+        self._big.discard(sid)
         for term in self._index_terms.pop(sid, ()):
             bucket = self._postings.get(term)
             if bucket is not None:
@@ -523,6 +660,21 @@ class StoryEngine:
 
 
 # ---------------------------------------------------------------------------------------------- helpers
+
+
+def story_moves(merge: Merge) -> list[StoryMove]:
+    """The messages that re-file a merged story's articles downstream: one per article (keyed by it)."""
+    return [
+        StoryMove(
+            article_id=aid,
+            published=datetime.fromtimestamp(published, UTC),
+            story_id=merge.story_id,
+            merged_story_id=merge.merged_story_id,
+            merged_revision=merge.merged_revision,
+            story=merge.story,
+        )
+        for aid, published in zip(merge.article_ids, merge.published, strict=True)
+    ]
 
 
 def story_id_for(article_id: str) -> str:
@@ -652,9 +804,22 @@ def tag_all(articles: Sequence[Article], settings: Settings, tagger: Tagger | No
 
 
 def assign_all(tagged: Iterable[TaggedArticle], settings: DedupSettings) -> list[Assignment]:
-    """One fresh engine over articles in the given order: what `newsflow cluster` and evaluation run."""
+    """One fresh engine over articles in the given order, as the stream runs it: what `newsflow cluster` and
+    evaluation run. `settle` runs as the stream's periodic pass does, on event time (the latest article's),
+    and once more at the end of the input, which is all in the past; the answers are final: an article whose
+    small story was merged into another carries that story's id."""
     engine = StoryEngine(settings)
-    return [engine.assign(article) for article in tagged]
+    results: list[Assignment] = []
+    watermark = last_settle = -math.inf
+    for article in tagged:
+        results.append(engine.assign(article))
+        watermark = max(watermark, event_time(article))
+        if watermark - last_settle >= SETTLE_EVERY_S:
+            engine.settle(watermark)
+            last_settle = watermark
+    engine.settle(math.inf)
+    final = {aid: rec["story_id"] for aid, rec in engine.store.articles.items()}
+    return [replace(r, story_id=final.get(r.article_id, r.story_id)) for r in results]
 
 
 def cli_cluster(input_path: Path, output_path: Path, settings: Settings, *, tagger: Tagger | None = None) -> int:

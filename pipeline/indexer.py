@@ -30,7 +30,7 @@ from kafka.errors import CommitFailedError
 from pydantic import ValidationError
 
 from pipeline import bus, status
-from pipeline.models import DeadLetter, EnrichedArticle
+from pipeline.models import DeadLetter, EnrichedArticle, StoryMove, is_story_move
 from pipeline.search import BulkOutcome, SearchBackend, connect
 from pipeline.search.backend import describe_unreachable
 from pipeline.search.documents import bulk_actions, unindexable_reason
@@ -40,6 +40,7 @@ from pipeline.settings import Settings
 log = logging.getLogger(__name__)
 
 Item = tuple[dict[str, Any], bytes]  # a bulk action and its encoded lines
+Message = EnrichedArticle | StoryMove  # what the enriched topic carries
 # Tracked objects a batch allocates per article (model, entities, story, document, action), roughly: the
 # collector's young generation is sized to a few batches of them (see `_collector_for_batches`).
 _GC_OBJECTS_PER_ARTICLE = 100
@@ -50,9 +51,10 @@ class Prepared:
     """One batch ready to send: parsed messages (with their records), early dead letters, bulk actions with
     their encoded lines."""
 
-    parsed: list[tuple[ConsumerRecord, EnrichedArticle]]
+    parsed: list[tuple[ConsumerRecord, Message]]
     dead: list[DeadLetter]
     items: list[Item]
+    moves: int = 0  # story moves among the messages: written only after every earlier batch (see `_loop`)
 
 
 @dataclass
@@ -276,7 +278,11 @@ class Indexer:
             # batch first instead of holding its commit back for a whole poll timeout.
             batch = self._collect_batch(first_wait_ms=0 if writer.pending else None)
             if batch:
-                writer.submit(batch, self._prepare(batch))
+                prepared = self._prepare(batch)
+                if prepared.moves:  # a move updates a document an earlier batch may still be writing
+                    while (done := writer.next_done(block=True)) is not None:
+                        self._settle(*done)
+                writer.submit(batch, prepared)
                 last_data = time.monotonic()
             elif (done := writer.next_done(block=True)) is not None:
                 self._settle(*done)
@@ -331,8 +337,10 @@ class Indexer:
         while the previous batch is being written, so the writer thread only waits on the engine."""
         topic = self.settings.kafka.topics.enriched
         parsed, dead = parse_batch(records, topic)
-        actions = bulk_actions([a for _, a in parsed], self.settings.search.indices)
-        return Prepared(parsed, dead, [(a, encode_action(a)) for a in actions])
+        articles = [m for _, m in parsed if isinstance(m, EnrichedArticle)]
+        moves = [m for _, m in parsed if isinstance(m, StoryMove)]
+        actions = bulk_actions(articles, self.settings.search.indices, moves)
+        return Prepared(parsed, dead, [(a, encode_action(a)) for a in actions], len(moves))
 
     def _write(self, batch: Prepared) -> Written:
         """Bulk-write one batch, retrying transient failures. No Kafka calls: it runs in the writer thread."""
@@ -343,7 +351,7 @@ class Indexer:
         rejected = [o for o in outcomes if not o.ok and not o.stale_version]
         dead = batch.dead + rejection_letters(rejected, batch.parsed, topic)
         stories = self.settings.search.indices.stories
-        indexed = sum(1 for o in outcomes if o.ok and o.action["_index"] != stories)
+        indexed = sum(1 for o in outcomes if o.ok and o.action["_index"] != stories and o.action["_op_type"] == "index")
         return Written(dead, indexed, stale_skipped=len(batch.items) - len(items))
 
     def _settle(self, records: list[ConsumerRecord], written: Written) -> None:
@@ -428,50 +436,56 @@ def _collector_for_batches(young_objects: int) -> Iterator[None]:
 
 
 def parse_records(records: list[ConsumerRecord], topic: str) -> tuple[list[EnrichedArticle], list[DeadLetter]]:
-    """Valid messages become articles; anything else becomes a dead letter saying why."""
+    """Valid articles; anything invalid becomes a dead letter saying why (story moves are left out)."""
     parsed, dead = parse_batch(records, topic)
-    return [a for _, a in parsed], dead
+    return [m for _, m in parsed if isinstance(m, EnrichedArticle)], dead
 
 
 def parse_batch(
     records: list[ConsumerRecord], topic: str
-) -> tuple[list[tuple[ConsumerRecord, EnrichedArticle]], list[DeadLetter]]:
-    """Like `parse_records`, keeping each article's record: a document the engine rejects later is
-    dead-lettered with its original bytes and position, not a re-serialisation."""
-    parsed: list[tuple[ConsumerRecord, EnrichedArticle]] = []
+) -> tuple[list[tuple[ConsumerRecord, Message]], list[DeadLetter]]:
+    """Articles and story moves with their records (a document the engine rejects later is dead-lettered with
+    its original bytes and position, not a re-serialisation); anything invalid becomes a dead letter."""
+    parsed: list[tuple[ConsumerRecord, Message]] = []
     dead: list[DeadLetter] = []
     for r in records:
+        kind = "story move" if r.value and is_story_move(r.value) else "enriched article"
         try:
-            article = EnrichedArticle.model_validate_json(r.value)
+            message: Message = (
+                StoryMove.model_validate_json(r.value)
+                if kind == "story move"
+                else EnrichedArticle.model_validate_json(r.value)
+            )
         except ValidationError as exc:
             first = exc.errors()[0]
-            reason = f"invalid enriched article: {'.'.join(map(str, first['loc']))}: {first['msg']}"
+            reason = f"invalid {kind}: {'.'.join(map(str, first['loc']))}: {first['msg']}"
             dead.append(
                 bus.dead_letter("indexer", reason, r.value, topic=topic, partition=r.partition, offset=r.offset)
             )
             continue
-        if problem := unindexable_reason(article):
+        if isinstance(message, EnrichedArticle) and (problem := unindexable_reason(message)):
             reason = f"not indexable: {problem}"
             dead.append(
                 bus.dead_letter("indexer", reason, r.value, topic=topic, partition=r.partition, offset=r.offset)
             )
         else:
-            parsed.append((r, article))
+            parsed.append((r, message))
     return parsed, dead
 
 
 def rejection_letters(
-    rejected: list[BulkOutcome], parsed: list[tuple[ConsumerRecord, EnrichedArticle]], topic: str
+    rejected: list[BulkOutcome], parsed: list[tuple[ConsumerRecord, Message]], topic: str
 ) -> list[DeadLetter]:
     """Dead letters for documents the engine refused for their content (mapping errors and the like).
 
-    An article keeps its message bytes and position; a story snapshot (built from several messages) keeps
-    the document that was refused."""
-    by_id = {a.id: r for r, a in parsed}
+    An article or a story move keeps its message bytes and position; a story snapshot or stub (built from
+    several messages) keeps the document that was refused."""
+    by_key = {("update", m.article_id) if isinstance(m, StoryMove) else ("index", m.id): r for r, m in parsed}
     letters: list[DeadLetter] = []
     for o in rejected:
         reason = f"rejected by search engine ({o.action['_index']}/{o.action['_id']}): {o.error}"
-        record = by_id.get(o.action["_id"]) if "version_type" not in o.action else None
+        key = (o.action.get("_op_type", "index"), o.action["_id"])
+        record = by_key.get(key) if "version_type" not in o.action else None
         if record is None:
             letters.append(bus.dead_letter("indexer", reason, json.dumps(o.action.get("_source"), default=str)))
         else:

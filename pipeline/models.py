@@ -91,6 +91,35 @@ class Story(_Message):
     _utc = field_validator("first_seen", "last_seen")(_as_utc)
 
 
+STORY_MOVE_PREFIX = b'{"message":"story_move"'
+
+
+class StoryMove(_Message):
+    """An article re-filed under another story: its small story went quiet and was merged into the bigger one
+    it belongs to (`StoryEngine.settle`). Topic: `kafka.topics.enriched`, key: the article id, so it comes
+    after that article's own message in the same partition and a consumer applies the two in order.
+
+    `message` is the first field, so consumers of the enriched topic tell the two kinds apart by the first
+    bytes (`is_story_move`) instead of trying one schema and then the other on every article.
+    """
+
+    message: Literal["story_move"] = "story_move"
+    schema_version: Literal[1] = 1
+    article_id: str = Field(min_length=1)
+    published: datetime = Field(description="the article's publication time: it locates its monthly index")
+    story_id: str = Field(description="the story the article belongs to now")
+    merged_story_id: str = Field(description="the small story that no longer exists")
+    merged_revision: int = Field(ge=0, description="the merged story's last revision")
+    story: Story = Field(description="snapshot of the story after the merge")
+
+    _utc = field_validator("published")(_as_utc)
+
+
+def is_story_move(raw: bytes) -> bool:
+    """Whether a message of the enriched topic is a `StoryMove` (else an `EnrichedArticle`)."""
+    return raw.startswith(STORY_MOVE_PREFIX)
+
+
 class DeadLetter(_Message):
     """A record that could not be processed, with why. Topic: `kafka.topics.deadletter`."""
 

@@ -108,6 +108,9 @@ class WorkerSettings(_Section):
         20.0, gt=0, description="idle this long with fetched-but-unprocessed messages: rewind to the committed offset"
     )
     stall_check_s: float = Field(5.0, gt=0, description="how often the stall watchdog looks")
+    maintenance_every_s: float = Field(
+        60.0, gt=0, description="story upkeep (merge quiet small stories, close idle ones) on the next batch after"
+    )
 
 
 class DedupSettings(_Section):
@@ -156,6 +159,12 @@ class DedupSettings(_Section):
     )
     story_dates: int = Field(
         32, ge=1, description="calendar days kept per story: a few weeks of daily developments, bounded state"
+    )
+    small_story_max: int = Field(
+        2, ge=0, description="stories of at most this many reports are merged into a bigger one once quiet (0: never)"
+    )
+    settle_minutes: float = Field(
+        60.0, ge=0, description="how long a small story must be quiet before it is merged into a bigger one"
     )
 
 

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from pipeline import status
 from pipeline.alerts.dispatch import Clock, Dispatcher
-from pipeline.models import EnrichedArticle, utcnow
+from pipeline.models import EnrichedArticle, is_story_move, utcnow
 from pipeline.search import connect
 from pipeline.settings import AlertSettings, Settings
 
@@ -42,7 +42,10 @@ def make_consumer(settings: Settings, alerts: AlertSettings) -> KafkaConsumer:
 
 
 def parse(raw: bytes) -> EnrichedArticle | None:
-    """An enriched article, or None for a record no alert can come from (logged, then skipped)."""
+    """An enriched article, or None for a record no alert can come from: a story move (its articles already
+    alerted, or not, when they came) is skipped quietly, anything unreadable is logged and skipped."""
+    if raw and is_story_move(raw):
+        return None
     try:
         return EnrichedArticle.model_validate_json(raw)
     except ValidationError as exc:

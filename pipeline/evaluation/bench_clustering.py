@@ -2,7 +2,8 @@
 
 Prints (1) articles/s of the full clustering step (tag with the stream's EntityTagger, then assign), (2)
 articles/s of assignment alone with `--stories` live stories in the window (default 100,000), and (3) the
-memory those live stories take (RSS delta and Python-heap delta). Usage:
+memory those live stories take (RSS delta and Python-heap delta), and (4) one settle pass (merging quiet small
+stories) over that window once it is all quiet. Usage:
 `python -m pipeline.evaluation.bench_clustering [--stories N] [--probe N] [--full N]`.
 """
 
@@ -76,9 +77,9 @@ def rss_mb() -> float:
         return int(fh.read().split()[1]) * resource.getpagesize() / 2**20
 
 
-def rate(n: int, wall: float, cpu: float) -> str:
+def rate(n: int, wall: float, cpu: float, unit: str = "articles") -> str:
     """Throughput by wall clock and by this process's CPU time (the machine is shared: wall time varies)."""
-    return f"{n / wall:,.0f} articles/s wall, {n / cpu:,.0f} articles/s per CPU-second"
+    return f"{n / wall:,.0f} {unit}/s wall, {n / cpu:,.0f} {unit}/s per CPU-second"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # 2. fill the window with N live stories (one report each), measuring memory
     gc.collect()
-    engine = StoryEngine(settings.dedup)
+    # Stories of two reports count as big here (`small_story_max` 1; assignment does not use it), so the
+    # settle pass in step 4 has the probes' 2-report stories to score every quiet single report against.
+    engine = StoryEngine(settings.dedup.model_copy(update={"small_story_max": 1}))
     rss0 = rss_mb()
     if args.tracemalloc:
         tracemalloc.start()
@@ -144,6 +147,18 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"assignment alone with {live:,} live stories: {rate(args.probe, wall, cpu)} "
         f"({args.probe} articles, {joined} joined an existing story)"
+    )
+    # 4. the stream's upkeep: one settle pass once the whole window has gone quiet (every small story is
+    # scored once against the bigger ones), i.e. the most a single pass can have to do
+    quiet = max(state["t1"] for state in engine.store.stories.values()) + settings.dedup.settle_minutes * 60 + 1
+    small = sum(state["n"] <= engine.settings.small_story_max for state in engine.store.stories.values())
+    big = len(engine.store.stories) - small
+    wall, cpu = time.perf_counter(), time.process_time()
+    merged = len(engine.settle(quiet))
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    print(
+        f"settle pass over {small:,} quiet single-report stories against {big:,} bigger ones ({merged} merged): "
+        f"{rate(small, wall, cpu, 'stories')}"
     )
     started = time.perf_counter()
     removed = engine.expire(T0 + timedelta(days=30))

@@ -4,6 +4,12 @@ Document ids are the article id and the story id, so re-processing overwrites in
 documents are written with external versioning (`version = story.revision`, `external_gte`): an older snapshot
 that arrives late (a replay, a second indexer) can never overwrite a newer one. An article's index is the
 monthly partition of its published time (`templates.article_index`), so a replay targets the same index too.
+
+A story move (a small story merged into a bigger one) re-files the article with a partial update of its
+`story_id` and retires the merged story's document: it is overwritten, one revision up, by a stub naming the
+story it was merged into (no `@timestamp`, so time-filtered views leave it out). A stub rather than a delete:
+a late snapshot of the merged story (another partition, a replay) is refused by its lower version for good,
+while a delete's tombstone is forgotten after a minute.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from pipeline.models import EnrichedArticle, Entity, Story
+from pipeline.models import EnrichedArticle, Entity, Story, StoryMove
 from pipeline.search.templates import article_index
 from pipeline.settings import Indices
 
@@ -87,8 +93,13 @@ def story_document(story: Story) -> dict[str, Any]:
     }
 
 
-def bulk_actions(articles: list[EnrichedArticle], indices: Indices) -> list[dict[str, Any]]:
-    """One index action per article plus one per story (its newest snapshot in this batch)."""
+def bulk_actions(
+    articles: list[EnrichedArticle], indices: Indices, moves: list[StoryMove] | None = None
+) -> list[dict[str, Any]]:
+    """One index action per article, one per story (its newest snapshot in this batch), then the moves: an
+    update per moved article and a stub per merged story. Moves come last, so in one request an article is
+    written before it is moved (the engine applies one shard's items in request order)."""
+    moves = moves or []
     now = datetime.now(UTC).isoformat()  # one ingest time for the whole batch
     actions: list[dict[str, Any]] = [
         {
@@ -100,11 +111,9 @@ def bulk_actions(articles: list[EnrichedArticle], indices: Indices) -> list[dict
         for a in articles
     ]
     newest: dict[str, Story] = {}
-    for a in articles:
-        if a.story is not None and (
-            a.story.story_id not in newest or a.story.revision > newest[a.story.story_id].revision
-        ):
-            newest[a.story.story_id] = a.story
+    for story in [a.story for a in articles] + [m.story for m in moves]:
+        if story is not None and (story.story_id not in newest or story.revision > newest[story.story_id].revision):
+            newest[story.story_id] = story
     actions.extend(
         {
             "_op_type": "index",
@@ -115,5 +124,26 @@ def bulk_actions(articles: list[EnrichedArticle], indices: Indices) -> list[dict
             "_source": story_document(s),
         }
         for s in newest.values()
+    )
+    actions.extend(
+        {
+            "_op_type": "update",
+            "_index": article_index(indices, m.published),
+            "_id": m.article_id,
+            "_source": {"doc": {"story_id": m.story_id}},
+        }
+        for m in moves
+    )
+    retired = {m.merged_story_id: m for m in moves}
+    actions.extend(
+        {
+            "_op_type": "index",
+            "_index": indices.stories,
+            "_id": m.merged_story_id,
+            "version": m.merged_revision + 1,
+            "version_type": "external_gte",
+            "_source": {"story_id": m.merged_story_id, "merged_into": m.story_id, "revision": m.merged_revision + 1},
+        }
+        for m in retired.values()
     )
     return actions

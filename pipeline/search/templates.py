@@ -19,7 +19,7 @@ from typing import Any
 
 from pipeline.settings import Indices
 
-TEMPLATE_VERSION = 2
+TEMPLATE_VERSION = 3  # 3: stories.merged_into
 PARTITION_FORMAT = "%Y.%m"  # monthly article indices; "%Y.%m.%d" would make them daily
 
 
@@ -93,6 +93,7 @@ def story_mappings() -> dict[str, Any]:
             "article_ids": _KEYWORD,
             "entities": ENTITY_FIELDS,
             "revision": {"type": "long"},
+            "merged_into": _KEYWORD,  # a small story merged into a bigger one: the id it lives on under
         },
     }
 

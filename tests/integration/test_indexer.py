@@ -34,8 +34,12 @@ FEB = datetime(2025, 2, 15, 9, tzinfo=UTC)
 
 def enriched(i: int, published: datetime = JAN, **kw: Any) -> EnrichedArticle:
     story = Story(
-        story_id=f"s-{i // 10}", title=f"Story {i // 10}", article_count=1, first_seen=published,
-        last_seen=published, revision=i % 10 + 1,
+        story_id=f"s-{i // 10}",
+        title=f"Story {i // 10}",
+        article_count=1,
+        first_seen=published,
+        last_seen=published,
+        revision=i % 10 + 1,
     )
     fields: dict[str, Any] = {
         "id": f"art-{i:05d}",
@@ -263,3 +267,75 @@ def test_a_pre_partitioning_articles_index_is_migrated_without_loss(settings: Se
     assert backend.client.indices.exists_alias(name=alias)
     assert sorted(indexed_ids(backend, settings)) == sorted(enriched(i).id for i in range(legacy_docs))
     assert backend.ensure_templates() == []  # nothing left to migrate
+
+
+# --- (e) story moves -------------------------------------------------------------------------------------------
+
+
+def test_a_story_move_refiles_its_article_and_retires_the_merged_story(settings: Settings) -> None:
+    """Articles of a small story, then the moves the worker emits when it merges that story into a bigger one:
+    each article ends up under the bigger story (in its own monthly index), the merged story's document
+    becomes a stub naming where it went, and a late snapshot of the merged story cannot bring it back."""
+    from pipeline.models import StoryMove
+
+    big = [enriched(i) for i in range(3)]  # story s-0, revisions 1..3
+    small = [
+        enriched(
+            i,
+            FEB,
+            story_id="s-small",
+            story=Story(story_id="s-small", title="Bridge", first_seen=FEB, last_seen=FEB, revision=i - 9),
+        )
+        for i in (10, 11)
+    ]
+    merged = Story(
+        story_id="s-0",
+        title="Story 0",
+        article_count=5,
+        first_seen=JAN,
+        last_seen=FEB,
+        revision=5,
+        article_ids=[a.id for a in big + small],
+    )
+    moves = [
+        StoryMove(
+            article_id=a.id,
+            published=a.published,
+            story_id="s-0",
+            merged_story_id="s-small",
+            merged_revision=2,
+            story=merged,
+        )
+        for a in small
+    ]
+    late = small[0].model_copy(update={"id": "art-00012", "story": small[0].story})  # snapshot revision 1
+    produce(settings, big + small)
+    prod = bus.producer(settings)
+    for m in moves:
+        prod.send(settings.kafka.topics.enriched, key=m.article_id, value=m.model_dump_json().encode())
+    prod.flush()
+    prod.close()
+    produce(settings, [late])
+    running = Running(settings, idle_exit_s=3.0)
+    running.finish()
+
+    backend = connect(settings.search)
+    try:
+        backend.refresh()
+        docs = backend.client.search(
+            index=settings.search.indices.articles, body={"size": 10, "query": {"match_all": {}}}
+        )["hits"]["hits"]
+        story_of = {d["_id"]: d["_source"]["story_id"] for d in docs}
+        assert story_of == {**{a.id: "s-0" for a in big + small}, "art-00012": "s-small"}
+        assert {d["_index"] for d in docs if d["_id"] in {"art-00010", "art-00011"}} == {
+            tpl.article_index(settings.search.indices, FEB)
+        }
+        stories = settings.search.indices.stories
+        stub = backend.client.get(index=stories, id="s-small")
+        assert stub["_source"] == {"story_id": "s-small", "merged_into": "s-0", "revision": 3}
+        assert stub["_version"] == 3  # the late revision-1 snapshot was refused
+        story = backend.client.get(index=stories, id="s-0")["_source"]
+        assert story["article_count"] == 5 and story["revision"] == 5
+        assert running.indexer.stats.dead_letters == 0 and running.indexer.stats.indexed == 6
+    finally:
+        backend.close()

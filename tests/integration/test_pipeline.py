@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -182,9 +183,56 @@ def test_worker_killed_mid_stream_still_indexes_every_article_once(isolated: Iso
     enriched = read_topic(settings, settings.kafka.topics.enriched)
     by_article: dict[str, set[str]] = {}
     for e in enriched:
+        if e.get("message") == "story_move":  # a merge re-files an article on purpose: not a replay
+            continue
         by_article.setdefault(e["id"], set()).add(e["story_id"])
     moved = {a: s for a, s in by_article.items() if len(s) > 1}
     assert not moved, f"replayed articles changed story: {len(moved)} of {len(by_article)}: {sorted(moved)[:10]}"
+
+
+def test_a_quiet_small_story_is_merged_in_the_stream_and_refiled_in_the_index(isolated: Isolated, procs: Procs) -> None:
+    """The worker's upkeep merges a small story into the story it belongs to (`StoryEngine.settle`) and the
+    indexer re-files its article: three reports make a story, a side report of the same event opens its own
+    (it is less alike than the story's cohesion bar), and once upkeep runs it lives under the big story.
+    Tagged articles go straight to the assign stage, so the entities are the fixtures' own."""
+    from tests.unit.test_dedup import BRIDGE, PUTIN_A, PUTIN_B, PUTIN_C, STRIKE_A
+
+    settings = isolated.settings
+    isolated.env["NEWSFLOW_WORKER__MAINTENANCE_EVERY_S"] = "2"  # upkeep on the next batch after 2 s
+    procs.start("worker", "worker")
+    procs.start("indexer", "indexer")
+    prod = bus.producer(settings)
+
+    def send(*items: Any) -> None:
+        for a in items:
+            prod.send(settings.kafka.topics.tagged, key=a.id, value=a.model_dump_json().encode())
+        prod.flush()
+
+    backend = connect(settings.search)
+    try:
+        send(PUTIN_A, PUTIN_B, PUTIN_C, BRIDGE)  # dated in March: quiet long enough to settle at once
+        try:
+            wait_until(lambda: len(indexed_ids(backend, settings)) == 4, 120, "four articles indexed")
+            enriched = read_topic(settings, settings.kafka.topics.enriched)
+            assigned = {m["id"]: m["story_id"] for m in enriched if "id" in m}
+            big, small = assigned["a1"], assigned["a5"]
+            assert big != small  # a story of its own on arrival
+
+            def refiled() -> bool:
+                send(STRIKE_A.model_copy(update={"id": f"tick-{time.monotonic_ns()}"}))  # a batch: upkeep runs
+                backend.refresh()
+                return backend.get_many(settings.search.indices.articles, ["a5"])["a5"]["story_id"] == big
+
+            wait_until(refiled, 90, "the side report re-filed under the big story", interval=2.5)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{procs.tails()}") from None
+        stub = backend.get_many(settings.search.indices.stories, [small])[small]
+        assert stub["merged_into"] == big
+        story = backend.get_many(settings.search.indices.stories, [big])[big]
+        assert story["article_count"] == 4 and "a5" in story["article_ids"]
+    finally:
+        prod.close()
+        backend.close()
 
 
 def test_bad_feeds_and_poison_messages_do_not_stop_the_rest(isolated: Isolated, procs: Procs, tmp_path: Path) -> None:

@@ -367,3 +367,98 @@ def test_cli_cluster_names_the_bad_line(tmp_path: Path) -> None:
     src.write_text('{"id": "1", "title": "ok"}\n{"title": "no id"}\n', encoding="utf-8")
     with pytest.raises(BadInputError, match=":2:"):
         cli_cluster(src, tmp_path / "out.jsonl", Settings())
+
+
+# --- settle: quiet small stories merge into the story they belong to -------------------------------------------
+
+PUTIN_C = art(
+    "a3",
+    "North Korea prepares welcome for visiting Russian president",
+    "Pyongyang is preparing a lavish reception for Vladimir Putin, state media reported, with Kim Jong Un "
+    "expected to greet the Russian leader at the airport. The summit is set to produce agreements on energy, "
+    "transport links and military cooperation, officials said.",
+    source="Third Daily",
+    hours=2,
+    entities=[("Vladimir Putin", "person"), ("Pyongyang", "location"), ("Kim Jong Un", "person")],
+)
+
+
+# A side report of the same event: on topic (above the threshold) but far less alike than the reports the
+# story was built from (below its cohesion bar), so on arrival it opens a story of its own.
+BRIDGE = art(
+    "a5",
+    "Tumen river bridge to open for summit traffic",
+    "Engineers are finishing a road bridge over the Tumen river between Russia and North Korea, which "
+    "officials hope to open during Putin's visit to Pyongyang. Freight operators said the crossing would "
+    "cut delivery times by days.",
+    source="Rail Gazette",
+    hours=6,
+    entities=[("Vladimir Putin", "person"), ("Pyongyang", "location"), ("Russia", "location"), ("Tumen", "location")],
+)
+
+
+def later(article: TaggedArticle, hours: float) -> TaggedArticle:
+    when = article.published + timedelta(hours=hours)
+    return article.model_copy(update={"published": when, "fetched_at": when})
+
+
+def stream_with_side_report(e: StoryEngine) -> tuple[str, str]:
+    """Three reports make the story; the side report is left alone. Returns both story ids."""
+    big = e.assign(PUTIN_A).story_id
+    assert e.assign(PUTIN_B).story_id == big and e.assign(PUTIN_C).story_id == big
+    alone = e.assign(BRIDGE)
+    assert alone.is_new_story  # not accepted on arrival
+    return big, alone.story_id
+
+
+def test_a_quiet_small_story_merges_into_the_story_it_belongs_to() -> None:
+    e = engine()
+    big, alone = stream_with_side_report(e)
+    revisions = (e.store.stories[big]["revision"], e.store.stories[alone]["revision"])
+    quiet_since = BRIDGE.published.timestamp()
+    assert e.settle(quiet_since + 30 * 60) == []  # not quiet long enough yet (settle_minutes: 60)
+    merges = e.settle(quiet_since + 61 * 60)
+    assert [(m.merged_story_id, m.article_ids, m.story_id) for m in merges] == [(alone, ("a5",), big)]
+    merged = merges[0].story
+    assert merged.article_count == 4 and merged.sources[-1] == "Rail Gazette"
+    assert merged.article_ids == ["a1", "a2", "a3", "a5"] and merged.revision > revisions[0]
+    assert merges[0].merged_revision == revisions[1]
+    assert merges[0].published == (BRIDGE.published.timestamp(),)
+    assert alone not in e.store.stories
+    replayed = e.assign(BRIDGE)  # at-least-once: a replay of the moved article answers with its new story
+    assert replayed.replayed and replayed.story_id == big
+    assert e.settle(quiet_since + 10 * 3600) == []  # nothing left to merge; settling again changes nothing
+
+
+def test_after_a_merge_copies_of_the_moved_report_find_its_new_story() -> None:
+    e = engine()
+    big, _ = stream_with_side_report(e)
+    e.settle(BRIDGE.published.timestamp() + 2 * 3600)
+    assert set(e.store.stories) == {big}
+    copy = later(BRIDGE.model_copy(update={"id": "a5-copy", "url": None}), 1)
+    follow_up = e.assign(copy)
+    assert (follow_up.story_id, follow_up.duplicate_of) == (big, "a5")  # copies find a moved report's story
+
+
+def test_settle_keeps_look_alike_events_apart() -> None:
+    """The merge test has no cohesion bar, so the look-alike pairs must still fail on the threshold itself."""
+    e = engine()
+    putin = e.assign(PUTIN_A).story_id
+    e.assign(PUTIN_B)
+    e.assign(PUTIN_C)
+    kim = e.assign(KIM_IN_RUSSIA).story_id
+    strikes = [e.assign(STRIKE_A).story_id, e.assign(STRIKE_B).story_id]
+    assert e.settle(T0.timestamp() + 30 * 24 * 3600) == []
+    assert {putin, kim, *strikes} <= set(e.store.stories)
+
+
+def test_story_moves_refile_each_article_of_a_merge() -> None:
+    from pipeline.dedup import story_moves
+
+    e = engine()
+    _, alone = stream_with_side_report(e)
+    (merge,) = e.settle(BRIDGE.published.timestamp() + 2 * 3600)
+    (move,) = story_moves(merge)
+    assert (move.article_id, move.story_id, move.merged_story_id) == ("a5", merge.story_id, alone)
+    assert move.published == BRIDGE.published and move.story.article_count == 4
+    assert move.model_dump_json().startswith('{"message":"story_move"')
