@@ -186,3 +186,22 @@ def test_figures_count_outcomes_and_keep_latency_of_delivered_alerts_only() -> N
     figures.delivered("cancelled", None)
     assert (figures.sent, figures.partial, figures.dead, figures.cancelled) == (1, 1, 1, 1)
     assert (figures.last_latency_s, figures.max_latency_s) == (0.5, 1.5)
+
+
+def test_the_alert_consumer_passes_over_story_moves_and_unreadable_records() -> None:
+    """A story move re-files an article that was already considered when it came: no alert can come from it."""
+    from datetime import UTC, datetime
+
+    from pipeline.alerts.consumer import parse
+    from pipeline.models import EnrichedArticle, Story, StoryMove
+
+    now = datetime(2026, 11, 20, tzinfo=UTC)
+    story = Story(story_id="s-big", title="t", first_seen=now, last_seen=now)
+    move = StoryMove(
+        article_id="a5", published=now, story_id="s-big", merged_story_id="s-small", merged_revision=1, story=story
+    )
+    article = EnrichedArticle(id="a1", feed="f", source="src", title="t", story_id="s-big", published=now)
+    assert parse(move.model_dump_json().encode()) is None
+    assert parse(b"not json") is None
+    parsed = parse(article.model_dump_json().encode())
+    assert parsed is not None and parsed.id == "a1"

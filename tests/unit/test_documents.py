@@ -293,3 +293,25 @@ def test_mapping_changes_reports_type_changes_instead_of_applying_them() -> None
     )
     assert additions == {}
     assert conflicts == ["count: integer -> long", "entities: keyword -> object"]
+
+
+def test_a_story_move_updates_the_article_after_it_is_written_and_retires_the_merged_story() -> None:
+    from pipeline.models import StoryMove
+
+    small = _article("a5", _story("s-small", 2))
+    big = _story("s-big", 7)
+    move = StoryMove(
+        article_id="a5", published=small.published, story_id="s-big", merged_story_id="s-small",
+        merged_revision=2, story=big,
+    )
+    actions = bulk_actions([small], INDICES, [move, move])  # the same move twice (a replay) is harmless
+    ops = [(a["_op_type"], a["_index"], a["_id"], a.get("version")) for a in actions]
+    month = "t-articles-2024.03"
+    assert ops[0] == ("index", month, "a5", None)  # written before it is moved, in the same request
+    assert ("update", month, "a5", None) in ops[2:] and ops.index(("update", month, "a5", None)) > 0
+    assert ("index", "t-stories", "s-big", 7) in ops
+    stubs = [a for a in actions if a["_id"] == "s-small" and a["_source"].get("merged_into")]
+    assert len(stubs) == 1 and stubs[0]["version"] == 3 and stubs[0]["version_type"] == "external_gte"
+    assert stubs[0]["_source"] == {"story_id": "s-small", "merged_into": "s-big", "revision": 3}
+    update = next(a for a in actions if a["_op_type"] == "update")
+    assert update["_source"] == {"doc": {"story_id": "s-big"}}
