@@ -66,6 +66,26 @@ class WorkerStats:
         return dict(self.__dict__)
 
 
+def in_publication_order(
+    batch: list[bytes], topic: str
+) -> tuple[list[tuple[bytes, TaggedArticle]], list[DeadLetter]]:
+    """A batch of the assign stage, decoded and sorted by publication time (then id); undecodable records as
+    dead letters. Reports that reach this stage together were tagged in parallel, in no meaningful order: taken
+    in publication order, the outlet that published first is the original of a copy (`duplicate_of`) and
+    its story's first report, whichever tagging partition happened to finish first."""
+    articles: list[tuple[bytes, TaggedArticle]] = []
+    dead: list[DeadLetter] = []
+    for raw in batch:
+        try:
+            articles.append((raw, TaggedArticle.model_validate_json(raw)))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            reason = f"not a TaggedArticle v1: {'.'.join(map(str, first['loc']))}: {first['msg']}"
+            dead.append(bus.dead_letter("assign", reason, raw, topic=topic))
+    articles.sort(key=lambda item: (item[1].published, item[1].id))
+    return articles, dead
+
+
 def parse_article(raw: bytes | None) -> Article:
     """Decode one message; raises ValueError with a readable reason for anything that is not an Article v1."""
     if not raw:
@@ -209,10 +229,9 @@ def create_app(settings: Settings) -> faust.App:
                 engine_holder["engine"] = StoryEngine(settings.dedup, store)
             engine = engine_holder["engine"]
             outputs: list[EnrichedArticle] = []
-            dead: list[DeadLetter] = []
-            for raw in batch:
+            articles, dead = in_publication_order(batch, topics.tagged)
+            for raw, article in articles:
                 try:
-                    article = TaggedArticle.model_validate_json(raw)
                     result = engine.assign(article)
                 except Exception as exc:
                     log.exception("story assignment failed; dead-lettering the article")

@@ -265,3 +265,62 @@ def test_one_alert_per_story_exactly_once_with_dead_letter_and_email(
     assert len(alert_log.recent()) == 6
     for index in (alerts.subscriptions_index, alerts.alerts_index):
         backend.client.indices.delete(index=index, ignore=[404])
+
+
+def test_a_follow_up_that_does_not_match_alone_still_joins_the_alert_and_the_digest(
+    isolated: Isolated, webhook: AlertReceiver, tmp_path: Path
+) -> None:
+    """A subscription matches a story; a later report of it that never says the query's words still adds its
+    outlet to the settling alert and to the digest item, whichever of the two reports is read first."""
+    from pipeline.alerts.digest import item_key
+
+    settings = isolated.settings
+    alerts = alert_settings(isolated, 25).model_copy(update={"settle_s": 4.0})
+    bus.ensure_topics(settings)
+    backend = connect(settings.search)
+    store = SubscriptionStore(backend, alerts)
+    hook = [WebhookChannel(url=webhook.url)]
+    instant = store.add(Subscription(name="nk", owner="ann", query="North Korea", channels=hook))
+    daily = store.add(Subscription(name="nk-daily", owner="ann", query="North Korea", channels=hook, frequency="daily"))
+
+    def story(story_id: str) -> tuple[EnrichedArticle, EnrichedArticle]:
+        first, second, _ = reports()
+        follow_up = second.model_copy(  # says "Pyongyang", never "North Korea"
+            update={"title": "Putin and Kim shake hands at Pyongyang airport"}
+        )
+        pair = (first, follow_up)
+        return tuple(  # type: ignore[return-value]
+            a.model_copy(
+                update={
+                    "id": f"{story_id}-{a.id}",
+                    "story_id": story_id,
+                    "story": a.story.model_copy(update={"story_id": story_id}),  # type: ignore[union-attr]
+                }
+            )
+            for a in pair
+        )
+
+    stage = AlertStage(settings, alerts, tmp_path)
+    try:
+        matching, follow_up = story("s-match-first")
+        produce(settings, [matching])
+        wait_until(lambda: stage.beat().get("consumed", 0) >= 1, 30, "the first report read", interval=0.1)
+        produce(settings, [follow_up])
+        late_match, early_follow_up = story("s-follow-up-first")
+        produce(settings, [early_follow_up])
+        wait_until(lambda: stage.beat().get("consumed", 0) >= 3, 30, "the follow-up read", interval=0.1)
+        produce(settings, [late_match])
+        wait_until(lambda: len(webhook.received) >= 2, 30, "both alerts", interval=0.1)
+        items = backend.get_many(
+            alerts.digest_index, [item_key(daily.id, s) for s in ("s-match-first", "s-follow-up-first")]
+        )
+    finally:
+        stage.close()
+    for _, body in webhook.received:
+        assert body["id"] == dedup_key(instant.id, body["story_id"], "new")
+        assert sorted(body["sources"]) == ["Harbor Times", "Meridian Post"], body
+    assert {b["story_id"] for _, b in webhook.received} == {"s-match-first", "s-follow-up-first"}
+    assert [sorted(i["sources"]) for i in items.values()] == [["Harbor Times", "Meridian Post"]] * 2, items
+    for index in (alerts.subscriptions_index, alerts.alerts_index, alerts.digest_index):
+        backend.client.indices.delete(index=index, ignore=[404])
+    backend.close()
