@@ -25,7 +25,7 @@ import time
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
 from pydantic import ValidationError
@@ -77,24 +77,28 @@ def in_publication_order(
     dead: list[DeadLetter] = []
     for raw in batch:
         try:
-            articles.append((raw, TaggedArticle.model_validate_json(raw)))
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            reason = f"not a TaggedArticle v1: {'.'.join(map(str, first['loc']))}: {first['msg']}"
-            dead.append(bus.dead_letter("assign", reason, raw, topic=topic))
+            articles.append((raw, parse_message(raw, TaggedArticle)))
+        except ValueError as exc:
+            dead.append(bus.dead_letter("assign", str(exc), raw, topic=topic))
     articles.sort(key=lambda item: (item[1].published, item[1].id))
     return articles, dead
 
 
-def parse_article(raw: bytes | None) -> Article:
-    """Decode one message; raises ValueError with a readable reason for anything that is not an Article v1."""
+M = TypeVar("M", bound=Article)
+
+
+def parse_message(raw: bytes | None, model: type[M]) -> M:
+    """Decode one message; raises ValueError with a readable reason for anything that is not a `model` v1."""
     if not raw:
         raise ValueError("empty message")
     try:
-        return Article.model_validate_json(raw)
+        return model.model_validate_json(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise ValueError(f"not an Article v1: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        article = "an" if model.__name__[0] in "AEIOU" else "a"
+        raise ValueError(
+            f"not {article} {model.__name__} v1: {'.'.join(map(str, first['loc']))}: {first['msg']}"
+        ) from None
 
 
 def tag_isolating_failures(
@@ -187,7 +191,7 @@ def create_app(settings: Settings) -> faust.App:
             dead: list[DeadLetter] = []
             for raw in batch:
                 try:
-                    good.append(parse_article(raw))
+                    good.append(parse_message(raw, Article))
                 except ValueError as exc:
                     dead.append(bus.dead_letter("tag", str(exc), raw, topic=topics.articles))
             tagged, failed = await loop.run_in_executor(None, tag_isolating_failures, tagger, good)

@@ -469,17 +469,11 @@ class StoryEngine:
             state["sources"].extend(src for src in other["sources"] if src not in state["sources"])
             state["article_ids"].extend(other["article_ids"])
             state["keys"].extend(other.get("keys", ()))
-            for name, info in other["entities"].items():
-                cur = state["entities"].setdefault(name, {"type": info["type"], "count": 0, "mentions": []})
-                cur["count"] += info["count"]
-                cur["mentions"].extend(m for m in info["mentions"] if m not in cur["mentions"])
-                del cur["mentions"][5:]
-            for name, keep in (("years", _STORY_YEARS), ("dates", s.story_dates)):
-                kept = state.setdefault(name, [])
-                kept.extend(sorted(set(other.get(name, ())).difference(kept))[: max(0, keep - len(kept))])
-            state["sketches"].update(other["sketches"])
-            while len(state["sketches"]) > s.sketches_per_story:
-                del state["sketches"][next(iter(state["sketches"]))]
+            _merge_entities(
+                state["entities"], ((n, e["type"], e["count"], e["mentions"]) for n, e in other["entities"].items())
+            )
+            self._keep_facts(state, other.get("years", ()), other.get("dates", ()))
+            self._keep_sketches(state, other["sketches"])
             state["t0"], state["t1"] = min(state["t0"], other["t0"]), max(state["t1"], other["t1"])
             state["revision"] += 1
         self.store.stories[state["id"]] = state
@@ -575,16 +569,24 @@ class StoryEngine:
             state[name + "_norm"] = norm(state[name])
         if article.source not in state["sources"]:
             state["sources"].append(article.source)
-        _merge_entities(state["entities"], article.entities)
-        for name, facts, keep in (("years", feats.years, _STORY_YEARS), ("dates", feats.dates, s.story_dates)):
-            kept = state.setdefault(name, [])
-            kept.extend(sorted(facts.difference(kept))[: keep - len(kept)])
+        _merge_entities(state["entities"], ((e.name, e.type, e.count, e.mentions) for e in article.entities))
+        self._keep_facts(state, feats.years, feats.dates)
         if feats.sketch:
-            sketches = state["sketches"]
-            sketches[article.id] = _hex(feats.sketch)
-            while len(sketches) > s.sketches_per_story:
-                del sketches[next(iter(sketches))]  # the oldest: copies follow their original closely
+            self._keep_sketches(state, {article.id: _hex(feats.sketch)})
         self._touch(state, article, feats)
+
+    def _keep_facts(self, state: StoryState, years: Collection[str], dates: Collection[str]) -> None:
+        """Add event facts the story does not hold yet, up to its bound per kind (the first reports' win)."""
+        for name, facts, keep in (("years", years, _STORY_YEARS), ("dates", dates, self.settings.story_dates)):
+            kept = state.setdefault(name, [])
+            kept.extend(sorted(set(facts).difference(kept))[: max(0, keep - len(kept))])
+
+    def _keep_sketches(self, state: StoryState, sketches: dict[str, str]) -> None:
+        """Add originals' sketches, keeping the latest `sketches_per_story` (copies follow their original closely)."""
+        kept = state["sketches"]
+        kept.update(sketches)
+        while len(kept) > self.settings.sketches_per_story:
+            del kept[next(iter(kept))]
 
     def _add_duplicate(self, state: StoryState, article: TaggedArticle, feats: Features) -> None:
         """A copy: counted and listed, but it adds no source, no weight and no entities."""
@@ -735,11 +737,12 @@ def _quantise(vec: Vector) -> tuple[dict[str, int], float]:
     return out, scale
 
 
-def _merge_entities(acc: dict[str, dict[str, Any]], entities: Iterable[Entity]) -> None:
-    for ent in entities:
-        cur = acc.setdefault(ent.name, {"type": ent.type, "count": 0, "mentions": []})
-        cur["count"] += ent.count
-        for m in ent.mentions:
+def _merge_entities(acc: dict[str, dict[str, Any]], entities: Iterable[tuple[str, str, int, list[str]]]) -> None:
+    """Add (name, type, count, mentions) to a story's entities: counts add up, up to 5 surface forms are kept."""
+    for name, kind, count, mentions in entities:
+        cur = acc.setdefault(name, {"type": kind, "count": 0, "mentions": []})
+        cur["count"] += count
+        for m in mentions:
             if m not in cur["mentions"] and len(cur["mentions"]) < 5:
                 cur["mentions"].append(m)
 

@@ -148,11 +148,8 @@ def create_app(settings: Settings) -> FastAPI:
     @app.put("/subscriptions/{sub_id}", response_model=Subscription)
     def replace(sub_id: str, spec: SubscriptionSpec, who: Owner) -> Subscription:
         """Replace a subscription's spec (id, owner and creation time stay); validated like a new one."""
-        current = own(sub_id, who)
-        saved = store_of().replace(
-            Subscription(**spec.model_dump(), id=current.id, owner=who, created_at=current.created_at)
-        )
-        if saved is None:  # deleted between the read and the write
+        saved = store_of().replace(sub_id, who, spec)
+        if saved is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no subscription {sub_id}")
         return saved
 

@@ -74,7 +74,15 @@ class Action:
     alert: Alert
 
 
-NEWEST_STORIES_KEPT = 10_000  # recent stories remembered (newest snapshot, digest followers): a few MB
+RECENT_STORIES_KEPT = 10_000  # stories the dispatcher remembers (newest snapshot, followers): a few MB
+
+
+def _remember(recent: dict[str, Any], key: str, value: Any) -> None:
+    """Put `key` last (most recent) and forget the least recent keys beyond RECENT_STORIES_KEPT."""
+    recent.pop(key, None)
+    recent[key] = value
+    while len(recent) > RECENT_STORIES_KEPT:
+        del recent[next(iter(recent))]
 
 
 def alertable(article: EnrichedArticle) -> bool:
@@ -490,12 +498,10 @@ class Dispatcher:
         self.digests = Digests(self.store, self.log, self.book, alerts)
         self.senders = Senders(settings, alerts)
         self._due: dict[str, float] = {}  # dedup key -> time.time() it may be delivered
-        # Stories with a `new` alert this worker claimed and has not started delivering: story id -> the
-        # subscriptions, so every report of the story refreshes the alert, also one that does not match alone.
-        self._settling: dict[str, dict[str, Subscription]] = {}
-        self._settling_keys: dict[str, tuple[str, str]] = {}  # dedup key -> (story id, subscription id)
-        self._newest: dict[str, Story] = {}  # story id -> newest snapshot seen, for the most recent stories
-        self._collecting: dict[str, dict[str, Subscription]] = {}  # story id -> digest subscriptions that filed it
+        # Recent stories (bounded, see `_remember`): the newest snapshot seen, and the subscriptions this worker
+        # claimed a `new` alert or filed a digest item for, which every later report of the story refreshes.
+        self._newest: dict[str, Story] = {}
+        self._following: dict[str, dict[str, Subscription]] = {}
         self._pool = ThreadPoolExecutor(alerts.delivery_threads, thread_name_prefix="alert-delivery")
         self._in_flight: dict[str, Future[Status | None]] = {}
         self._next_orphan_scan = 0.0
@@ -518,7 +524,7 @@ class Dispatcher:
         if not alertable(article) or article.story is None:
             return
         matched = self.store.match(story_document(article))
-        self._refresh_settling(article, {s.id for s in matched})
+        self._refresh_followed(article, {s.id for s in matched})
         if not matched:
             return
         logged = self.log.logged_new([s.id for s in matched], article.story.story_id)
@@ -527,7 +533,7 @@ class Dispatcher:
             sub = by_id[action.alert.subscription_id]
             if action.op == "collect" and sub.frequency != "instant":
                 self.book.collect(action.alert, sub.frequency, self.clock())
-                self._follow(self._collecting, action.alert.story_id, sub)
+                self._follow(action.alert.story_id, sub)
                 with self._figures_lock:
                     self.figures.collected += 1
                 continue
@@ -539,8 +545,7 @@ class Dispatcher:
             if self.log.claim(action.alert, sub, datetime.fromtimestamp(when, UTC)):
                 self._due[action.alert.dedup_key] = when
                 if action.alert.kind == "new":
-                    self._settling.setdefault(action.alert.story_id, {})[sub.id] = sub
-                    self._settling_keys[action.alert.dedup_key] = (action.alert.story_id, sub.id)
+                    self._follow(action.alert.story_id, sub)
                 with self._figures_lock:
                     self.figures.claimed += 1
             elif action.alert.kind == "new":  # lost a race to another worker: still share our sources
@@ -553,34 +558,27 @@ class Dispatcher:
         story = article.story
         if story is None:
             return article
-        known = self._newest.pop(story.story_id, None)
+        known = self._newest.get(story.story_id)
         newest = known if known is not None and known.revision > story.revision else story
-        self._newest[story.story_id] = newest  # re-inserted: the most recent stories are at the end
-        while len(self._newest) > NEWEST_STORIES_KEPT:
-            del self._newest[next(iter(self._newest))]
+        _remember(self._newest, story.story_id, newest)
         return article if newest is story else article.model_copy(update={"story": newest})
 
-    def _refresh_settling(self, article: EnrichedArticle, matched: set[str]) -> None:
-        """A report of a story whose `new` alert is still settling, or that a digest collected, refreshes it
-        even if the report alone does not match the subscription (a follow-up that says "Pyongyang" where the
-        first said "North Korea"): the subscription matched the story, and should name every outlet of it."""
+    def _refresh_followed(self, article: EnrichedArticle, matched: set[str]) -> None:
+        """A report of a story whose `new` alert is still settling, or that a digest filed, refreshes it even if
+        the report alone does not match the subscription (a follow-up that says "Pyongyang" where the first
+        said "North Korea"): the subscription matched the story, and should name every outlet of it."""
         assert article.story is not None
         story_id = article.story.story_id
-        for sub_id, sub in self._settling.get(story_id, {}).items():
-            if sub_id not in matched:  # matched ones are refreshed by `decide`
-                self.log.refresh_pending(make_alert(sub, article, "new"))
-        for sub_id, sub in self._collecting.get(story_id, {}).items():
-            if sub_id not in matched and sub.frequency != "instant":
+        for sub_id, sub in self._following.get(story_id, {}).items():
+            if sub_id in matched:  # refreshed by `decide`
+                continue
+            if sub.frequency != "instant":
                 self.book.collect(make_alert(sub, article, "new"), sub.frequency, self.clock())
+            elif make_key(sub_id, story_id, "new") in self._due:  # still settling: delivery has not started
+                self.log.refresh_pending(make_alert(sub, article, "new"))
 
-    @staticmethod
-    def _follow(stories: dict[str, dict[str, Subscription]], story_id: str, sub: Subscription) -> None:
-        """Remember that `sub` follows this story (bounded: the least recently matched stories go first)."""
-        subs = stories.pop(story_id, {})
-        subs[sub.id] = sub
-        stories[story_id] = subs
-        while len(stories) > NEWEST_STORIES_KEPT:
-            del stories[next(iter(stories))]
+    def _follow(self, story_id: str, sub: Subscription) -> None:
+        _remember(self._following, story_id, {**self._following.get(story_id, {}), sub.id: sub})
 
     def flush_digests(self, *, early: bool = False) -> list[str]:
         """Seal the digests due now (`early`: the current periods too) and queue them for delivery."""
@@ -613,18 +611,9 @@ class Dispatcher:
         for key, when in list(self._due.items()):
             if when <= now and key not in self._in_flight:
                 del self._due[key]
-                self._stop_settling(key)
                 future = self._pool.submit(self._deliver, key)
                 self._in_flight[key] = future
                 future.add_done_callback(functools.partial(self._forget, key))
-
-    def _stop_settling(self, key: str) -> None:
-        """Delivery of this alert starts: later reports go to an `update` alert, if any."""
-        story_id, sub_id = self._settling_keys.pop(key, (None, None))
-        subs = self._settling.get(story_id or "", {})
-        subs.pop(sub_id or "", None)
-        if story_id is not None and not subs:
-            self._settling.pop(story_id, None)
 
     def _forget(self, key: str, _future: Future[Status | None]) -> None:
         self._in_flight.pop(key, None)

@@ -12,7 +12,7 @@ import builtins
 import json
 from typing import Any
 
-from pipeline.alerts.models import Alert, Subscription
+from pipeline.alerts.models import Alert, Subscription, SubscriptionSpec
 from pipeline.errors import ConflictError, QueryError
 from pipeline.models import EnrichedArticle
 from pipeline.search.backend import SearchBackend
@@ -100,21 +100,23 @@ class SubscriptionStore:
         self.client.index(index=self.index, id=sub.id, body=self._document(sub), refresh=True)
         return sub
 
-    def replace(self, sub: Subscription) -> Subscription | None:
-        """Save a changed subscription of `sub.owner` (same id); None if it is not theirs or no longer exists.
+    def replace(self, sub_id: str, owner: str, spec: SubscriptionSpec) -> Subscription | None:
+        """Give one of the owner's subscriptions a new spec (id, owner and creation time stay), validated like a
+        new one; None if it is not theirs or does not exist.
 
         Optimistic concurrency: the write only applies to the version just read, so an update racing a delete
         cannot bring the subscription back, and of two racing updates one fails instead of being lost.
         """
-        found = self._get(sub.id, sub.owner)
+        found = self._get(sub_id, owner)
         if found is None:
             return None
-        _, seq_no, primary_term = found
-        doc = self._document(sub)
+        current, seq_no, primary_term = found
+        fields = spec.model_dump(include=set(SubscriptionSpec.model_fields))
+        sub = Subscription(**fields, id=current.id, owner=owner, created_at=current.created_at)
         answer = self.client.index(
             index=self.index,
             id=sub.id,
-            body=doc,
+            body=self._document(sub),
             refresh=True,
             if_seq_no=seq_no,
             if_primary_term=primary_term,

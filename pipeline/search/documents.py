@@ -114,17 +114,7 @@ def bulk_actions(
     for story in [a.story for a in articles] + [m.story for m in moves]:
         if story is not None and (story.story_id not in newest or story.revision > newest[story.story_id].revision):
             newest[story.story_id] = story
-    actions.extend(
-        {
-            "_op_type": "index",
-            "_index": indices.stories,
-            "_id": s.story_id,
-            "version": s.revision,
-            "version_type": "external_gte",
-            "_source": story_document(s),
-        }
-        for s in newest.values()
-    )
+    actions.extend(_story_action(indices, s.story_id, s.revision, story_document(s)) for s in newest.values())
     actions.extend(
         {
             "_op_type": "update",
@@ -136,14 +126,19 @@ def bulk_actions(
     )
     retired = {m.merged_story_id: m for m in moves}
     actions.extend(
-        {
-            "_op_type": "index",
-            "_index": indices.stories,
-            "_id": m.merged_story_id,
-            "version": m.merged_revision + 1,
-            "version_type": "external_gte",
-            "_source": {"story_id": m.merged_story_id, "merged_into": m.story_id, "revision": m.merged_revision + 1},
-        }
+        _story_action(indices, m.merged_story_id, m.merged_revision + 1, {"merged_into": m.story_id})
         for m in retired.values()
     )
     return actions
+
+
+def _story_action(indices: Indices, story_id: str, revision: int, document: dict[str, Any]) -> dict[str, Any]:
+    """A story document written at its revision (external versioning: an older one never overwrites it)."""
+    return {
+        "_op_type": "index",
+        "_index": indices.stories,
+        "_id": story_id,
+        "version": revision,
+        "version_type": "external_gte",
+        "_source": {"story_id": story_id, **document, "revision": revision},
+    }

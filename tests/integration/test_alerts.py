@@ -151,14 +151,14 @@ def test_an_update_applies_only_to_the_version_it_read(isolated: Isolated, monke
     hook = [WebhookChannel(url="http://x")]
     sub = store.add(Subscription(name="korea", owner="ann", query="Korea", channels=hook))
     changed = sub.model_copy(update={"query": "Pyongyang"})
-    assert store.replace(changed) == changed and store.get(sub.id, "ann") == changed
-    assert store.replace(sub.model_copy(update={"owner": "bob"})) is None  # not bob's
+    assert store.replace(sub.id, "ann", changed) == changed and store.get(sub.id, "ann") == changed
+    assert store.replace(sub.id, "bob", changed) is None  # not bob's
 
     read_before = store._get(sub.id, "ann")  # the racing request read here ...
-    store.replace(sub.model_copy(update={"query": "Kim"}))  # ... then another update landed
+    store.replace(sub.id, "ann", sub.model_copy(update={"query": "Kim"}))  # ... then another update landed
     monkeypatch.setattr(store, "_get", lambda *_: read_before)
     with pytest.raises(ConflictError, match="changed or deleted meanwhile"):
-        store.replace(sub.model_copy(update={"query": "stale"}))
+        store.replace(sub.id, "ann", sub.model_copy(update={"query": "stale"}))
     monkeypatch.undo()
     assert store.get(sub.id, "ann").query == "Kim"  # type: ignore[union-attr]
 
@@ -166,7 +166,7 @@ def test_an_update_applies_only_to_the_version_it_read(isolated: Isolated, monke
     assert store.delete(sub.id, "ann")  # a delete lands between the racing request's read and its write
     monkeypatch.setattr(store, "_get", lambda *_: read_before)
     with pytest.raises(ConflictError):
-        store.replace(sub.model_copy(update={"query": "resurrected"}))
+        store.replace(sub.id, "ann", sub.model_copy(update={"query": "resurrected"}))
     monkeypatch.undo()
     assert store.get(sub.id, "ann") is None and store.list("ann") == []
     backend.client.indices.delete(index=alerts.subscriptions_index, ignore=[404])
