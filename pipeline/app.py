@@ -6,6 +6,7 @@
         -> assign     ordered: exact/near duplicates + story assignment            [one worker at a time]
                       state: three changelog-backed tables (stories, assignments, dedup keys)
                       every minute: quiet small stories merge into the story they belong to
+                      (the leader's upkeep ticks make a batch of their own when no news arrives)
     enriched (N partitions, key=article id)  -> indexer, alerts (separate processes)
                       enriched articles, and story moves re-filing a merged story's articles
     deadletter  <- anything that cannot be processed, with the reason and original bytes
@@ -33,7 +34,15 @@ from pydantic import ValidationError
 from pipeline import bus, diagnostics, status
 from pipeline.dedup import StoryEngine, story_moves
 from pipeline.entities import EntityTagger
-from pipeline.models import Article, DeadLetter, EnrichedArticle, StoryMove, TaggedArticle
+from pipeline.models import (
+    Article,
+    DeadLetter,
+    EnrichedArticle,
+    StoryMove,
+    TaggedArticle,
+    UpkeepTick,
+    is_upkeep_tick,
+)
 from pipeline.settings import Settings
 from pipeline.watchdog import StallWatchdog, partition_views, rewind
 
@@ -70,12 +79,14 @@ def in_publication_order(
     batch: list[bytes], topic: str
 ) -> tuple[list[tuple[bytes, TaggedArticle]], list[DeadLetter]]:
     """A batch of the assign stage, decoded and sorted by publication time (then id); undecodable records as
-    dead letters. Reports that reach this stage together were tagged in parallel, in no meaningful order: taken
-    in publication order, the outlet that published first is the original of a copy (`duplicate_of`) and
-    its story's first report, whichever tagging partition happened to finish first."""
+    dead letters; upkeep ticks are dropped. Reports that reach this stage together were tagged in parallel, in
+    no meaningful order: taken in publication order, the outlet that published first is the original of a copy
+    (`duplicate_of`) and its story's first report, whichever tagging partition happened to finish first."""
     articles: list[tuple[bytes, TaggedArticle]] = []
     dead: list[DeadLetter] = []
     for raw in batch:
+        if raw and is_upkeep_tick(raw):
+            continue  # it has done its job by making a batch
         try:
             articles.append((raw, parse_message(raw, TaggedArticle)))
         except ValueError as exc:
@@ -268,8 +279,17 @@ def create_app(settings: Settings) -> faust.App:
             for m in moves:  # keyed like the article: after its own message in its partition
                 await enriched_topic.send(key=m.article_id.encode(), value=m.model_dump_json().encode())
             await send_dead(dead)
-            stats.events += len(batch)
+            # Ticks are not progress: counted, they would hide a stall of the partition from the watchdog.
+            stats.events += sum(not is_upkeep_tick(raw) for raw in batch if raw)
             status.write(heartbeat, stats.as_status())
+
+    @app.timer(interval=settings.worker.maintenance_every_s / 2, on_leader=True)
+    async def _upkeep_tick() -> None:
+        """Make the assign stage take a batch now and then, so its upkeep also runs while no news arrives.
+
+        Twice per upkeep period, so an idle stream's upkeep is at most half a period late. Only the leader sends.
+        """
+        await tagged_topic.send(key=b"upkeep", value=UpkeepTick().model_dump_json().encode())
 
     watchdog = StallWatchdog(settings.worker.stall_rewind_after_s)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -193,12 +192,21 @@ def test_worker_killed_mid_stream_still_indexes_every_article_once(isolated: Iso
 def test_a_quiet_small_story_is_merged_in_the_stream_and_refiled_in_the_index(isolated: Isolated, procs: Procs) -> None:
     """The worker's upkeep merges a small story into the story it belongs to (`StoryEngine.settle`) and the
     indexer re-files its article: three reports make a story, a side report of the same event opens its own
-    (it is less alike than the story's cohesion bar), and once upkeep runs it lives under the big story.
+    (it is less alike than the story's cohesion bar), and once it has been quiet for a while it lives under the
+    big story. The reports are dated now, so the side report is not quiet yet when they are assigned, and nothing
+    is sent after them: the upkeep that merges it runs on a batch made by the leader's upkeep ticks alone.
     Tagged articles go straight to the assign stage, so the entities are the fixtures' own."""
-    from tests.unit.test_dedup import BRIDGE, PUTIN_A, PUTIN_B, PUTIN_C, STRIKE_A
+    from tests.unit.test_dedup import BRIDGE, PUTIN_A, PUTIN_B, PUTIN_C
 
     settings = isolated.settings
-    isolated.env["NEWSFLOW_WORKER__MAINTENANCE_EVERY_S"] = "2"  # upkeep on the next batch after 2 s
+    isolated.env["NEWSFLOW_WORKER__MAINTENANCE_EVERY_S"] = "2"  # upkeep every 2 s, ticks every second
+    isolated.env["NEWSFLOW_DEDUP__SMALL_STORY_MAX"] = "2"  # three reports make a big story here
+    isolated.env["NEWSFLOW_DEDUP__SETTLE_MINUTES"] = "0.15"  # quiet after 9 s
+    shift = datetime.now(UTC) - BRIDGE.published  # the same reports, the side report published just now
+    reports = [
+        a.model_copy(update={"published": a.published + shift, "fetched_at": a.fetched_at + shift})
+        for a in (PUTIN_A, PUTIN_B, PUTIN_C, BRIDGE)
+    ]
     procs.start("worker", "worker")
     procs.start("indexer", "indexer")
     prod = bus.producer(settings)
@@ -210,7 +218,7 @@ def test_a_quiet_small_story_is_merged_in_the_stream_and_refiled_in_the_index(is
 
     backend = connect(settings.search)
     try:
-        send(PUTIN_A, PUTIN_B, PUTIN_C, BRIDGE)  # dated in March: quiet long enough to settle at once
+        send(*reports)
         try:
             wait_until(lambda: len(indexed_ids(backend, settings)) == 4, 120, "four articles indexed")
             enriched = read_topic(settings, settings.kafka.topics.enriched)
@@ -219,11 +227,12 @@ def test_a_quiet_small_story_is_merged_in_the_stream_and_refiled_in_the_index(is
             assert big != small  # a story of its own on arrival
 
             def refiled() -> bool:
-                send(STRIKE_A.model_copy(update={"id": f"tick-{time.monotonic_ns()}"}))  # a batch: upkeep runs
                 backend.refresh()
                 return backend.get_many(settings.search.indices.articles, ["a5"])["a5"]["story_id"] == big
 
-            wait_until(refiled, 90, "the side report re-filed under the big story", interval=2.5)
+            wait_until(refiled, 90, "the side report re-filed under the big story", interval=1.0)
+            quiet_for = datetime.now(UTC) - reports[-1].published
+            assert quiet_for >= timedelta(seconds=9)  # merged by an upkeep run after it went quiet, not on arrival
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{procs.tails()}") from None
         stub = backend.get_many(settings.search.indices.stories, [small])[small]

@@ -40,3 +40,13 @@ def test_a_batch_is_assigned_in_publication_order_whatever_order_tagging_finishe
     engine = StoryEngine(DedupSettings())
     results = [engine.assign(a) for _, a in articles]
     assert results[1].duplicate_of == "orig" and results[0].duplicate_of is None
+
+
+def test_upkeep_ticks_make_a_batch_but_are_no_articles() -> None:
+    """The leader's ticks only give the assign stage a batch to run its upkeep on: not assigned, not dead."""
+    from pipeline.models import UpkeepTick, is_upkeep_tick
+
+    tick = UpkeepTick().model_dump_json().encode()
+    assert is_upkeep_tick(tick) and not is_upkeep_tick(tagged("a", "meridian", 0).model_dump_json().encode())
+    articles, dead = in_publication_order([tick, tagged("a", "meridian", 0).model_dump_json().encode(), tick], "t")
+    assert [a.id for _, a in articles] == ["a"] and dead == []

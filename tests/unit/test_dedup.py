@@ -402,6 +402,11 @@ def later(article: TaggedArticle, hours: float) -> TaggedArticle:
     return article.model_copy(update={"published": when, "fetched_at": when})
 
 
+def settling_engine() -> StoryEngine:
+    """Three reports make a big story in these tests; by default stories of up to three reports are small."""
+    return engine(small_story_max=2)
+
+
 def stream_with_side_report(e: StoryEngine) -> tuple[str, str]:
     """Three reports make the story; the side report is left alone. Returns both story ids."""
     big = e.assign(PUTIN_A).story_id
@@ -412,7 +417,7 @@ def stream_with_side_report(e: StoryEngine) -> tuple[str, str]:
 
 
 def test_a_quiet_small_story_merges_into_the_story_it_belongs_to() -> None:
-    e = engine()
+    e = settling_engine()
     big, alone = stream_with_side_report(e)
     revisions = (e.store.stories[big]["revision"], e.store.stories[alone]["revision"])
     quiet_since = BRIDGE.published.timestamp()
@@ -431,7 +436,7 @@ def test_a_quiet_small_story_merges_into_the_story_it_belongs_to() -> None:
 
 
 def test_after_a_merge_copies_of_the_moved_report_find_its_new_story() -> None:
-    e = engine()
+    e = settling_engine()
     big, _ = stream_with_side_report(e)
     e.settle(BRIDGE.published.timestamp() + 2 * 3600)
     assert set(e.store.stories) == {big}
@@ -442,7 +447,7 @@ def test_after_a_merge_copies_of_the_moved_report_find_its_new_story() -> None:
 
 def test_settle_keeps_look_alike_events_apart() -> None:
     """The merge test has no cohesion bar, so the look-alike pairs must still fail on the threshold itself."""
-    e = engine()
+    e = settling_engine()
     putin = e.assign(PUTIN_A).story_id
     e.assign(PUTIN_B)
     e.assign(PUTIN_C)
@@ -455,7 +460,7 @@ def test_settle_keeps_look_alike_events_apart() -> None:
 def test_story_moves_refile_each_article_of_a_merge() -> None:
     from pipeline.dedup import story_moves
 
-    e = engine()
+    e = settling_engine()
     _, alone = stream_with_side_report(e)
     (merge,) = e.settle(BRIDGE.published.timestamp() + 2 * 3600)
     (move,) = story_moves(merge)
