@@ -70,9 +70,15 @@ class WorkerStats:
     dead_letters: int = 0
     events: int = 0  # messages handled by either stage, replays included: the watchdog's progress measure
     rewinds: int = 0
+    live_stories: int | None = None  # in the window, as of the last upkeep (the worker running the assign stage)
+    last_upkeep: float | None = None  # wall-clock time of the last upkeep run
 
     def as_status(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        """Heartbeat figures; the upkeep time as its age, which `newsflow status` checks against the period."""
+        figures = dict(self.__dict__)
+        last = figures.pop("last_upkeep")
+        figures["upkeep_s_ago"] = None if last is None else round(time.time() - last)
+        return figures
 
 
 def in_publication_order(
@@ -273,6 +279,7 @@ def create_app(settings: Settings) -> faust.App:
                     stats.merged_stories += 1
                 engine.expire(now)
                 last_expire = time.monotonic()
+                stats.live_stories, stats.last_upkeep = len(engine.store.stories), time.time()
             await flush_state(app)  # state first ...
             for e in outputs:  # ... then the effects that depend on it
                 await enriched_topic.send(key=e.id.encode(), value=e.model_dump_json().encode())

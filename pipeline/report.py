@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -231,6 +231,21 @@ def index_counts(settings: Settings) -> dict[str, int]:
     }
 
 
+def component_state(beat: Mapping[str, Any], settings: Settings) -> tuple[str, bool]:
+    """A component's state from its heartbeat, and whether that is a problem (alive but stuck)."""
+    from pipeline import stack
+
+    state = beat.get("state") or "running"
+    pid = beat.get("pid")
+    if state != "stopped" and not (isinstance(pid, int) and pid > 0 and stack.pid_alive(pid)):
+        return "exited", False  # its last figures are still worth showing; a later run replaces them
+    if state != "stopped" and beat["age_s"] >= STALE_AFTER_S:
+        return f"silent for {beat['age_s']:.0f}s", True  # alive but not reporting
+    if state == "running" and (beat.get("upkeep_s_ago") or 0) > 3 * settings.worker.maintenance_every_s:
+        return "upkeep overdue", True  # the assign stage takes no batches: stories neither merge nor close
+    return state, False
+
+
 def status(settings: Settings) -> int:
     """`newsflow status`: stack health, each component's heartbeat, consumer lag, index counts."""
     from pipeline import stack
@@ -246,13 +261,8 @@ def status(settings: Settings) -> int:
         print("  (no component has reported yet: start them with `newsflow run`)")
     hidden = 0
     for name, data in sorted(beats.items(), key=lambda kv: kv[1]["age_s"]):
-        state = data.get("state") or "running"
-        pid = data.get("pid")
-        if state != "stopped" and not (isinstance(pid, int) and pid > 0 and stack.pid_alive(pid)):
-            state = "exited"  # its last figures are still worth showing; a later run replaces them
-        elif state != "stopped" and data["age_s"] >= STALE_AFTER_S:
-            state = f"silent for {data['age_s']:.0f}s"  # alive but not reporting: stuck
-            problems += 1
+        state, failing = component_state(data, settings)
+        problems += failing
         if state in ("exited", "stopped") and data["age_s"] > FINISHED_SHOWN_S:
             hidden += 1
             continue
