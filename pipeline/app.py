@@ -34,6 +34,7 @@ from pydantic import ValidationError
 from pipeline import bus, diagnostics, status
 from pipeline.dedup import StoryEngine, story_moves
 from pipeline.entities import EntityTagger
+from pipeline.errors import first_problem
 from pipeline.models import (
     Article,
     DeadLetter,
@@ -111,11 +112,9 @@ def parse_message(raw: bytes | None, model: type[M]) -> M:
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
+        field, problem = first_problem(exc)
         article = "an" if model.__name__[0] in "AEIOU" else "a"
-        raise ValueError(
-            f"not {article} {model.__name__} v1: {'.'.join(map(str, first['loc']))}: {first['msg']}"
-        ) from None
+        raise ValueError(f"not {article} {model.__name__} v1: {field}: {problem}") from None
 
 
 def tag_isolating_failures(

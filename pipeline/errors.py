@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
+
+def first_problem(exc: ValidationError) -> tuple[str, str]:
+    """The first problem pydantic found, as (dotted field path, message): a user gets one line, not a dump of
+    every nested error. Each caller adds what the user needs to find it (file and line, setting, message kind)."""
+    first = exc.errors()[0]
+    return ".".join(str(p) for p in first["loc"]), first["msg"]
+
 
 class NewsflowError(Exception):
     """An error whose message is meant for the person running newsflow."""

@@ -30,6 +30,7 @@ from kafka.errors import CommitFailedError
 from pydantic import ValidationError
 
 from pipeline import bus, status
+from pipeline.errors import first_problem
 from pipeline.models import DeadLetter, EnrichedArticle, StoryMove, is_story_move
 from pipeline.search import BulkOutcome, SearchBackend, connect
 from pipeline.search.backend import describe_unreachable
@@ -457,8 +458,8 @@ def parse_batch(
                 else EnrichedArticle.model_validate_json(r.value)
             )
         except ValidationError as exc:
-            first = exc.errors()[0]
-            reason = f"invalid {kind}: {'.'.join(map(str, first['loc']))}: {first['msg']}"
+            field, msg = first_problem(exc)
+            reason = f"invalid {kind}: {field}: {msg}"
             dead.append(
                 bus.dead_letter("indexer", reason, r.value, topic=topic, partition=r.partition, offset=r.offset)
             )

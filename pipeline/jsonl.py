@@ -14,7 +14,7 @@ from typing import IO, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from pipeline.errors import BadInputError
+from pipeline.errors import BadInputError, first_problem
 from pipeline.models import Article
 
 
@@ -78,9 +78,8 @@ def read_articles(path: Path) -> Iterator[tuple[InputRow, Article]]:
             try:
                 row = InputRow.model_validate(raw)
             except ValidationError as exc:
-                first = exc.errors()[0]
-                field = ".".join(str(p) for p in first["loc"])
-                raise BadInputError(f"{path}:{lineno}: field {field!r}: {first['msg']}") from None
+                field, problem = first_problem(exc)
+                raise BadInputError(f"{path}:{lineno}: field {field!r}: {problem}") from None
             yield row, row.to_article(fetched_at)
 
 

@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, first_problem
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -366,12 +366,11 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 
 def _describe(err: ValidationError, files: list[Path]) -> str:
-    first = err.errors()[0]
-    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
-    env = "NEWSFLOW_" + "__".join(str(p).upper() for p in first["loc"] if not isinstance(p, int))
+    key, problem = first_problem(err)
+    env = "NEWSFLOW_" + "__".join(str(p).upper() for p in err.errors()[0]["loc"] if not isinstance(p, int))
     origin = ", ".join(str(f) for f in files) or "defaults"
-    more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
-    return f"invalid setting {key}: {first['msg']} (from {origin} or {env}){more}"
+    more = f" (+{err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    return f"invalid setting {key or '(top level)'}: {problem} (from {origin} or {env}){more}"
 
 
 def load_settings(path: Path | None = None, **overrides: Any) -> Settings:

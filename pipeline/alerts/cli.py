@@ -23,7 +23,7 @@ from pipeline.alerts.models import (
     WebhookChannel,
 )
 from pipeline.alerts.store import SubscriptionStore
-from pipeline.errors import QueryError
+from pipeline.errors import QueryError, first_problem
 from pipeline.report import parse_entity, parse_since
 from pipeline.settings import Settings
 
@@ -120,10 +120,9 @@ def cmd_subscriptions(args: argparse.Namespace, settings: Settings) -> int:
                 frequency=args.frequency,
             )
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
+            where, problem = first_problem(exc)
             hint = " (give --webhook, --slack, --email or --kafka)" if where == "channels" else ""
-            raise QueryError(f"invalid subscription {where}: {first['msg']}{hint}") from None
+            raise QueryError(f"invalid subscription {where}: {problem}{hint}") from None
         store.add(sub)
         print(sub.id)
         return 0
