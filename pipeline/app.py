@@ -1,7 +1,8 @@
 """The stream topology (faust-streaming), top-down:
 
     articles (N partitions, key=article id)
-        -> tag        parallel: language + canonical entities, batched spaCy      [any worker]
+        -> tag        parallel: language + canonical entities (batched spaCy),     [any worker]
+                      and the features story assignment compares
     tagged (1 partition)
         -> assign     ordered: exact/near duplicates + story assignment            [one worker at a time]
                       state: three changelog-backed tables (stories, assignments, dedup keys)
@@ -32,7 +33,7 @@ import faust
 from pydantic import ValidationError
 
 from pipeline import bus, diagnostics, status
-from pipeline.dedup import StoryEngine, story_moves
+from pipeline.dedup import StoryEngine, story_moves, with_features
 from pipeline.entities import EntityTagger
 from pipeline.errors import first_problem
 from pipeline.models import (
@@ -44,7 +45,7 @@ from pipeline.models import (
     UpkeepTick,
     is_upkeep_tick,
 )
-from pipeline.settings import Settings
+from pipeline.settings import DedupSettings, Settings
 from pipeline.watchdog import StallWatchdog, partition_views, rewind
 
 log = logging.getLogger(__name__)
@@ -135,6 +136,23 @@ def tag_isolating_failures(
     return good, dead
 
 
+def tag_with_features(
+    tagger: EntityTagger, articles: list[Article], dedup: DedupSettings
+) -> tuple[list[TaggedArticle], list[DeadLetter]]:
+    """The parallel stage's work on a batch: entities, then the features story assignment needs, so the one
+    ordered assign stage only assigns."""
+    tagged, dead = tag_isolating_failures(tagger, articles)
+    return [_with_features_if_possible(t, dedup) for t in tagged], dead
+
+
+def _with_features_if_possible(article: TaggedArticle, dedup: DedupSettings) -> TaggedArticle:
+    try:
+        return with_features(article, dedup)
+    except Exception:  # the assign stage computes them again, and dead-letters the article if that fails too
+        log.exception("computing the story features of %s failed; leaving them to the assign stage", article.id)
+        return article
+
+
 async def flush_state(app: faust.App) -> None:
     """A real durability barrier for table changelog writes.
 
@@ -210,7 +228,7 @@ def create_app(settings: Settings) -> faust.App:
                     good.append(parse_message(raw, Article))
                 except ValueError as exc:
                     dead.append(bus.dead_letter("tag", str(exc), raw, topic=topics.articles))
-            tagged, failed = await loop.run_in_executor(None, tag_isolating_failures, tagger, good)
+            tagged, failed = await loop.run_in_executor(None, tag_with_features, tagger, good, settings.dedup)
             for t in tagged:
                 await tagged_topic.send(key=t.id.encode(), value=t.model_dump_json().encode())
             await send_dead(dead + failed)
@@ -260,7 +278,7 @@ def create_app(settings: Settings) -> faust.App:
                     continue
                 outputs.append(
                     EnrichedArticle(
-                        **article.model_dump(),
+                        **article.model_dump(exclude={"features"}),  # the assign stage's business only
                         story_id=result.story_id,
                         duplicate_of=result.duplicate_of,
                         story=result.story,

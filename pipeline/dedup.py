@@ -41,7 +41,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from pipeline.jsonl import read_articles, write_rows
-from pipeline.models import Article, Entity, Story, StoryMove, TaggedArticle
+from pipeline.models import Article, DedupFeatures, Entity, Story, StoryMove, TaggedArticle
 from pipeline.settings import DedupSettings, Settings
 from pipeline.textfeatures import (
     Vector,
@@ -63,6 +63,7 @@ from pipeline.textfeatures import (
 StoryState = dict[str, Any]
 
 _SKETCH_K = 64
+FEATURES_VERSION = 1  # bump when `features` computes anything differently: features of older code get recomputed
 SETTLE_EVERY_S = 60.0  # offline, `settle` runs this often in event time: `worker.maintenance_every_s`'s default
 _STORY_YEARS = 24  # years kept per story, from its first reports (bounded state)
 
@@ -228,6 +229,52 @@ def features(article: TaggedArticle, settings: DedupSettings) -> Features:
     )
 
 
+def feature_recipe(settings: DedupSettings) -> str:
+    """What shapes an article's features: the code's version and the settings `features` reads."""
+    return f"v{FEATURES_VERSION} terms={settings.article_terms} lead={settings.lead_weight}"
+
+
+def with_features(article: TaggedArticle, settings: DedupSettings) -> TaggedArticle:
+    """The article carrying its features: the parallel tagging stage computes them, so the one ordered assign
+    stage does not (they are about half of its work per article)."""
+    f = features(article, settings)
+    message = DedupFeatures(
+        recipe=feature_recipe(settings),
+        body=f.body,
+        title=f.title,
+        ents=f.ents,
+        sketch=f.sketch,
+        keys=list(f.keys),
+        time=f.time,
+        title_quality=f.title_quality,
+        years=sorted(f.years),
+        people=sorted(f.people),
+        places=sorted(f.places),
+        dates=sorted(f.dates),
+    )
+    return article.model_copy(update={"features": message})
+
+
+def article_features(article: TaggedArticle, settings: DedupSettings) -> Features:
+    """The features the tagging stage attached if they were made by the same recipe, else computed here."""
+    m = article.features
+    if m is None or m.recipe != feature_recipe(settings):
+        return features(article, settings)
+    return Features(
+        body=m.body,
+        title=m.title,
+        ents=m.ents,
+        sketch=m.sketch,
+        keys=tuple(m.keys),
+        time=m.time,
+        title_quality=m.title_quality,
+        years=frozenset(m.years),
+        people=frozenset(m.people),
+        places=frozenset(m.places),
+        dates=frozenset(m.dates),
+    )
+
+
 def _names(entities: Iterable[Entity], kind: str) -> frozenset[str]:
     return frozenset(e.name for e in entities if e.type == kind)
 
@@ -262,7 +309,7 @@ class StoryEngine:
         self._ensure_index()
         if (replayed := self._replay(article.id)) is not None:
             return replayed
-        feats = features(article, self.settings)
+        feats = article_features(article, self.settings)
         original = self._exact_copy_of(feats)
         score = 1.0
         state = self.store.stories.get(self.store.articles[original]["story_id"]) if original else None

@@ -58,11 +58,32 @@ class Entity(_Message):
     count: int = Field(1, ge=1)
 
 
+class DedupFeatures(_Message):
+    """What story assignment needs from one article (`pipeline.dedup.Features`): computed by the parallel tagging
+    stage, so the one ordered assign stage only assigns. `recipe` names the code version and the settings that
+    shaped them; the assign stage recomputes features made by another recipe (say, during a config change)."""
+
+    schema_version: Literal[1] = 1
+    recipe: str
+    body: dict[str, float]
+    title: dict[str, float]
+    ents: dict[str, float]
+    sketch: list[int]
+    keys: list[str]
+    time: float
+    title_quality: float
+    years: list[str]
+    people: list[str]
+    places: list[str]
+    dates: list[str]
+
+
 class TaggedArticle(Article):
     """Article + language + entities, from the tagging stage. Topic: `kafka.topics.tagged` (one partition)."""
 
     language: str | None = None
     entities: list[Entity] = Field(default_factory=list)
+    features: DedupFeatures | None = Field(None, description="for story assignment; not passed on downstream")
 
 
 class EnrichedArticle(TaggedArticle):

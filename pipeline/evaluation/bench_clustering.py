@@ -19,7 +19,7 @@ import tracemalloc
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-from pipeline.dedup import StoryEngine, default_tagger
+from pipeline.dedup import StoryEngine, default_tagger, with_features
 from pipeline.models import Article, TaggedArticle
 from pipeline.settings import load_settings
 
@@ -133,21 +133,24 @@ def main(argv: list[str] | None = None) -> int:
         line += f", {heap * per100k:,.0f} MB Python heap"
     print(line + f" ({rss * 1024 / max(live, 1):.1f} KiB per story)")
 
-    # 3. assignment alone against the full window: half new reports of live stories, half new stories
-    probe_topics = [synth.story() for _ in range(args.probe // 2)]
-    probes = [
-        synth.article(f"p{i}", probe_topics[i // 2], 1440.0 + i * 0.01)
-        if i % 2
-        else synth.article(f"q{i}", probe_topics[i // 2], 1440.0 + i * 0.01)
-        for i in range(args.probe)
-    ]
-    wall, cpu = time.perf_counter(), time.process_time()
-    joined = sum(not engine.assign(a).is_new_story for a in probes)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    print(
-        f"assignment alone with {live:,} live stories: {rate(args.probe, wall, cpu)} "
-        f"({args.probe} articles, {joined} joined an existing story)"
-    )
+    # 3. assignment alone against the full window, as the assign stage runs it (decode the tagged message,
+    # assign): with the features the tagging stage attached, and with the assign stage computing them (what an
+    # article without them costs; `newsflow cluster` too). Each on its own probes: pairs of reports of new
+    # stories, so half open a story and half join one.
+    runs = (("features from the tag stage", "p", True), ("features computed here", "q", False))
+    for name, prefix, precomputed in runs:
+        probe_topics = [synth.story() for _ in range(args.probe // 2)]
+        probes = [synth.article(f"{prefix}{i}", probe_topics[i // 2], 1440.0 + i * 0.01) for i in range(args.probe)]
+        messages = [  # the tagging stage's output; its work is not timed here
+            (with_features(a, settings.dedup) if precomputed else a).model_dump_json().encode() for a in probes
+        ]
+        wall, cpu = time.perf_counter(), time.process_time()
+        joined = sum(not engine.assign(TaggedArticle.model_validate_json(m)).is_new_story for m in messages)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        print(
+            f"assignment alone with {live:,} live stories, {name}: {rate(args.probe, wall, cpu)} "
+            f"({args.probe} articles, {joined} joined an existing story)"
+        )
     # 4. the stream's upkeep: one settle pass once the whole window has gone quiet (every small story is
     # scored once against the bigger ones), i.e. the most a single pass can have to do
     quiet = max(state["t1"] for state in engine.store.stories.values()) + settings.dedup.settle_minutes * 60 + 1

@@ -14,6 +14,7 @@ import pytest
 from kafka import KafkaConsumer
 
 from pipeline import bus, status
+from pipeline.dedup import feature_recipe
 from pipeline.demo import DEMO_DIR, Expected, demo_feeds, expected_outcome, serve_directory
 from pipeline.models import Article, EnrichedArticle, Story
 from pipeline.poller import FeedResult, Poller
@@ -156,6 +157,10 @@ def test_end_to_end_feeds_to_search(isolated: Isolated, procs: Procs) -> None:
     hits = find_stories(backend, settings, "Putin North Korea")
     assert hits and hits[0].story["story_id"] == docs[putin[0]]["story_id"]
     assert {a["id"] for a in hits[0].articles} >= set(putin)
+    # The tagging stage attached the story features the assign stage uses; they go no further downstream.
+    tagged = [m for m in read_topic(settings, settings.kafka.topics.tagged) if "id" in m]
+    assert tagged and all(m["features"]["recipe"] == feature_recipe(settings.dedup) for m in tagged)
+    assert all(m.get("features") is None for m in read_topic(settings, settings.kafka.topics.enriched))
 
 
 @pytest.mark.timeout(400)
