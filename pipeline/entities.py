@@ -558,7 +558,10 @@ class PeopleMemory:
 
 
 def _resolve_people(mentions: list[Mention], memory: PeopleMemory) -> None:
-    """Short person names -> the one full name in this article (or remembered) ending or starting so."""
+    """Short person names -> the one full name in this article (or remembered) ending or starting so.
+
+    Also a word taken for a place or organisation, unless a gazetteer forces its type (countries, states): in an
+    article about Kim Jong Un, family-name-first "Kim" is him, not the small town of that name."""
     full = sorted(
         {m.canonical for m in mentions if m.type == "person" and " " in m.canonical},
         key=lambda n: -len(n),
@@ -571,7 +574,7 @@ def _resolve_people(mentions: list[Mention], memory: PeopleMemory) -> None:
             continue
         word = m.canonical
         by_last = [n for n in full if full_tokens[n][-1] == word]
-        by_first = [n for n in full if full_tokens[n][0] == word] if m.type == "person" else []
+        by_first = [n for n in full if full_tokens[n][0] == word]
         candidates = by_last or by_first
         if len(set(candidates)) == 1:
             m.canonical, m.type = candidates[0], "person"

@@ -48,6 +48,18 @@ def test_partial_person_names_resolve_to_the_full_name(tagger: EntityTagger) -> 
     assert merkel.count >= 3
 
 
+def test_a_family_name_first_is_the_person_not_a_town_of_that_name(tagger: EntityTagger) -> None:
+    """The gazetteer knows a town called Kim; in an article about Kim Jong Un, "Kim" alone is him."""
+    t = tag_one(
+        tagger,
+        title="North Korea's Kim inspects rocket sites at Russian cosmodrome",
+        text="Kim Jong Un toured the Vostochny launch site on Wednesday. Kim asked detailed questions, "
+        "state media said.",
+    )
+    assert "Kim" not in names(t)
+    assert "Kim" in by_name(t, "Kim Jong Un").mentions and by_name(t, "Kim Jong Un").type == "person"
+
+
 def test_possessives_and_punctuation_are_stripped(tagger: EntityTagger) -> None:
     t = tag_one(
         tagger,
