@@ -110,22 +110,7 @@ class Merge:
     story: Story
 
 
-@dataclass(frozen=True)
-class Features:
-    """What the engine needs from one article, computed once."""
-
-    body: Vector
-    title: Vector
-    ents: Vector
-    sketch: list[int]
-    keys: tuple[str, ...]
-    time: float
-    title_quality: float
-    # Event facts that tell look-alike events apart (see `StoryEngine._conflicts`)
-    years: frozenset[str]
-    people: frozenset[str]
-    places: frozenset[str]
-    dates: frozenset[str]  # calendar days the article says things happened on (dated articles only)
+Features = DedupFeatures  # what the engine compares; also the message the tagging stage attaches to an article
 
 
 # ---------------------------------------------------------------------------------------------- features
@@ -164,7 +149,8 @@ def story_features(state: StoryState) -> Features:
     """A story seen as one article (its centroids, facts and latest time): to score it against another."""
     people = frozenset(n for n, e in state["entities"].items() if e["type"] == "person")
     places = frozenset(n for n, e in state["entities"].items() if e["type"] == "location")
-    return Features(
+    return Features.model_construct(  # trusted values, no validation: settle builds one per quiet story
+        recipe="story",
         body=normalise(state["vec"]),
         title=normalise(state["tvec"]),
         ents=normalise(state["evec"]),
@@ -215,6 +201,7 @@ def features(article: TaggedArticle, settings: DedupSettings) -> Features:
     body_toks = tokens(article.body)
     text_toks = body_toks if _starts_with(body_toks, title_toks) else title_toks + body_toks
     return Features(
+        recipe=feature_recipe(settings),
         body=top_terms(tfidf(text_toks, lead=settings.lead_weight), settings.article_terms),
         title=tfidf(title_toks),
         ents=entity_vector(article.entities),
@@ -237,42 +224,15 @@ def feature_recipe(settings: DedupSettings) -> str:
 def with_features(article: TaggedArticle, settings: DedupSettings) -> TaggedArticle:
     """The article carrying its features: the parallel tagging stage computes them, so the one ordered assign
     stage does not (they are about half of its work per article)."""
-    f = features(article, settings)
-    message = DedupFeatures(
-        recipe=feature_recipe(settings),
-        body=f.body,
-        title=f.title,
-        ents=f.ents,
-        sketch=f.sketch,
-        keys=list(f.keys),
-        time=f.time,
-        title_quality=f.title_quality,
-        years=sorted(f.years),
-        people=sorted(f.people),
-        places=sorted(f.places),
-        dates=sorted(f.dates),
-    )
-    return article.model_copy(update={"features": message})
+    return article.model_copy(update={"features": features(article, settings)})
 
 
 def article_features(article: TaggedArticle, settings: DedupSettings) -> Features:
     """The features the tagging stage attached if they were made by the same recipe, else computed here."""
-    m = article.features
-    if m is None or m.recipe != feature_recipe(settings):
+    carried = article.features
+    if carried is None or carried.recipe != feature_recipe(settings):
         return features(article, settings)
-    return Features(
-        body=m.body,
-        title=m.title,
-        ents=m.ents,
-        sketch=m.sketch,
-        keys=tuple(m.keys),
-        time=m.time,
-        title_quality=m.title_quality,
-        years=frozenset(m.years),
-        people=frozenset(m.people),
-        places=frozenset(m.places),
-        dates=frozenset(m.dates),
-    )
+    return carried
 
 
 def _names(entities: Iterable[Entity], kind: str) -> frozenset[str]:

@@ -59,23 +59,24 @@ class Entity(_Message):
 
 
 class DedupFeatures(_Message):
-    """What story assignment needs from one article (`pipeline.dedup.Features`): computed by the parallel tagging
-    stage, so the one ordered assign stage only assigns. `recipe` names the code version and the settings that
-    shaped them; the assign stage recomputes features made by another recipe (say, during a config change)."""
+    """What story assignment needs from one article (`pipeline.dedup.features`), computed once: by the parallel
+    tagging stage, so the one ordered assign stage only assigns. `recipe` names the code version and the settings
+    that shaped them; the assign stage recomputes features made by another recipe (say, during a config change)."""
 
     schema_version: Literal[1] = 1
     recipe: str
-    body: dict[str, float]
+    body: dict[str, float] = Field(description="unit TF-IDF vector of title + text, the lead weighted up")
     title: dict[str, float]
-    ents: dict[str, float]
-    sketch: list[int]
-    keys: list[str]
-    time: float
+    ents: dict[str, float] = Field(description="unit vector of canonical entities")
+    sketch: list[int] = Field(description="bottom-k hashes of word 3-shingles (near copies)")
+    keys: tuple[str, ...] = Field(description="exact-copy keys: canonical URL, body or title fingerprint")
+    time: float = Field(description="event time, epoch seconds")
     title_quality: float
-    years: list[str]
-    people: list[str]
-    places: list[str]
-    dates: list[str]
+    # Event facts that tell look-alike events apart (`StoryEngine._conflicts`)
+    years: frozenset[str]
+    people: frozenset[str]
+    places: frozenset[str]
+    dates: frozenset[str] = Field(description="calendar days the article says things happened on (dated ones)")
 
 
 class TaggedArticle(Article):
