@@ -304,7 +304,7 @@ def create_app(settings: Settings) -> faust.App:
                 await enriched_topic.send(key=m.article_id.encode(), value=m.model_dump_json().encode())
             await send_dead(dead)
             # Ticks are not progress: counted, they would hide a stall of the partition from the watchdog.
-            stats.events += sum(not is_upkeep_tick(raw) for raw in batch if raw)
+            stats.events += sum(not (raw and is_upkeep_tick(raw)) for raw in batch)
             status.write(heartbeat, stats.as_status())
 
     @app.timer(interval=settings.worker.maintenance_every_s / 2, on_leader=True)
