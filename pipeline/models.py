@@ -7,9 +7,9 @@ guessing. Topic names live in settings (`kafka.topics`), not here.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidatorFunctionWrapHandler, field_validator
 
 EntityType = Literal["person", "organization", "location", "event", "product", "misc"]
 
@@ -85,6 +85,16 @@ class TaggedArticle(Article):
     language: str | None = None
     entities: list[Entity] = Field(default_factory=list)
     features: DedupFeatures | None = Field(None, description="for story assignment; not passed on downstream")
+
+    @field_validator("features", mode="wrap")
+    @classmethod
+    def _features_or_none(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> DedupFeatures | None:
+        """Features another code version shaped differently (a rolling upgrade) are recomputed by the assign
+        stage: no reason to dead-letter the article."""
+        try:
+            return cast(DedupFeatures | None, handler(value))
+        except ValidationError:
+            return None
 
 
 class EnrichedArticle(TaggedArticle):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from pipeline.dedup import StoryEngine, article_features, feature_recipe, features, with_features
@@ -36,3 +38,14 @@ def test_features_made_with_other_settings_are_recomputed(change: dict[str, obje
     carried = through_the_topic(PUTIN_A, old)
     assert feature_recipe(old) != feature_recipe(new)
     assert article_features(carried, new) == features(PUTIN_A, new) != features(PUTIN_A, old)
+
+
+def test_features_of_another_shape_do_not_cost_the_article() -> None:
+    """A rolling upgrade: a tagging stage of another version sends features this code cannot read."""
+    settings = DedupSettings()
+    raw = json.loads(with_features(PUTIN_A, settings).model_dump_json())
+    del raw["features"]["sketch"]
+    raw["features"]["body"] = "not a vector"
+    article = TaggedArticle.model_validate_json(json.dumps(raw))
+    assert article.features is None and article.id == PUTIN_A.id
+    assert article_features(article, settings) == features(PUTIN_A, settings)
