@@ -42,7 +42,7 @@ import numpy as np
 
 from pipeline.jsonl import read_articles, write_rows
 from pipeline.models import Article, DedupFeatures, Entity, Story, StoryMove, TaggedArticle
-from pipeline.settings import DedupSettings, Settings
+from pipeline.settings import DedupSettings, Settings, WorkerSettings
 from pipeline.textfeatures import (
     Vector,
     content_fingerprint,
@@ -64,7 +64,8 @@ StoryState = dict[str, Any]
 
 _SKETCH_K = 64
 FEATURES_VERSION = 1  # bump when `features` computes anything differently: features of older code get recomputed
-SETTLE_EVERY_S = 60.0  # offline, `settle` runs this often in event time: `worker.maintenance_every_s`'s default
+# Offline, `settle` runs this often in event time: as often as the stream's upkeep does by default.
+SETTLE_EVERY_S: float = WorkerSettings.model_fields["maintenance_every_s"].default
 _STORY_YEARS = 24  # years kept per story, from its first reports (bounded state)
 
 
@@ -147,8 +148,6 @@ def entity_vector(entities: Sequence[Entity]) -> Vector:
 
 def story_features(state: StoryState) -> Features:
     """A story seen as one article (its centroids, facts and latest time): to score it against another."""
-    people = frozenset(n for n, e in state["entities"].items() if e["type"] == "person")
-    places = frozenset(n for n, e in state["entities"].items() if e["type"] == "location")
     return Features.model_construct(  # trusted values, no validation: settle builds one per quiet story
         recipe="story",
         body=normalise(state["vec"]),
@@ -159,10 +158,15 @@ def story_features(state: StoryState) -> Features:
         time=state["t1"],
         title_quality=title_quality(state["title"]),
         years=frozenset(state.get("years", ())),
-        people=people,
-        places=places,
+        people=_story_names(state, "person"),
+        places=_story_names(state, "location"),
         dates=frozenset(state.get("dates", ())),
     )
+
+
+def _story_names(state: StoryState, kind: str) -> frozenset[str]:
+    """The story's entities of one type: its people or places, as event facts."""
+    return frozenset(n for n, e in state["entities"].items() if e["type"] == kind)
 
 
 def title_quality(title: str) -> float:
@@ -394,12 +398,10 @@ class StoryEngine:
         in the year: one disagreement is common between reports of one event (each names its own witnesses),
         several at once are not. Only scored for a would-be join, so the cost is a few set operations.
         """
-        people = [n for n, e in state["entities"].items() if e["type"] == "person"]
-        places = [n for n, e in state["entities"].items() if e["type"] == "location"]
         return (
             _disjoint(feats.years, state.get("years", ()))
-            + _disjoint(feats.people, people)
-            + _disjoint(feats.places, places)
+            + _disjoint(feats.people, _story_names(state, "person"))
+            + _disjoint(feats.places, _story_names(state, "location"))
         )
 
     def settle(self, now: float) -> list[Merge]:
