@@ -10,13 +10,13 @@ export NEWSFLOW_SHARED ?= $(abspath $(SHARED))
 # Make's children must not inherit a developer's venv by accident.
 unexport VIRTUAL_ENV
 
-.PHONY: help setup run demo test test-unit test-integration lint eval bench stack-up stack-down status kibana clean
+.PHONY: help setup run demo test test-unit test-integration lint eval bench chaos stack-up stack-down status kibana clean
 
 help:
 	@echo "make run    - set up, start the local Kafka + OpenSearch, run the pipeline on config/feeds.yaml"
 	@echo "make demo   - the same pipeline on bundled sample feeds served locally, then a summary"
 	@echo "make test   - set up and run the test suite (starts the local stack when needed)"
-	@echo "make lint | eval | bench | kibana | stack-up | stack-down | status | clean"
+	@echo "make lint | eval | bench | chaos | kibana | stack-up | stack-down | status | clean"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "newsflow needs Python >= 3.11"' \
@@ -53,6 +53,10 @@ test-unit: setup
 
 test-integration: setup
 	@$(PY) -m pytest -q -p no:cacheprovider tests/integration
+
+# Many rounds of SIGKILLs (worker, indexer, poller); prints lost / doubled counts per round.
+chaos: stack-up
+	@$(PY) -m pipeline.evaluation.chaos --rounds $${ROUNDS:-10}
 
 lint: setup
 	@$(VENV)/bin/ruff check pipeline tests

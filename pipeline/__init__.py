@@ -1,3 +1,3 @@
-"""newsflow: RSS/Atom feeds -> Kafka -> Faust (story dedup, entity tagging) -> Elasticsearch/OpenSearch."""
+"""newsflow: RSS/Atom feeds -> Kafka -> stream workers (story dedup, entity tagging) -> Elasticsearch/OpenSearch."""
 
 __version__ = "0.1.0"

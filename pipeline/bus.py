@@ -1,30 +1,46 @@
 """Kafka plumbing shared by the stages: topic setup, a durable producer, dead-letter records.
 
-The Faust worker has its own aiokafka clients; everything else (poller, indexer, CLI) uses kafka-python here.
+Every component uses kafka-python; the worker stages build their consumer loops on it (`pipeline/stream/loops.py`).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any
 
-from kafka import KafkaAdminClient, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import NoBrokersAvailable, TopicAlreadyExistsError
 
-from pipeline.errors import StackError
+from pipeline.errors import NewsflowError, StackError
 from pipeline.models import DeadLetter
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def topic_layout(settings: Settings) -> dict[str, int]:
-    """Topic -> partitions. `tagged` has ONE partition: story assignment is a single ordered stage."""
+COMPACTED = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "3600000"}
+
+
+def topic_layout(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
+    """Topic -> (partitions, config). `tagged` has ONE partition: story assignment is a single ordered stage;
+    its changelog has as many (partition p holds the tables of tagged partition p). The feed registry and
+    feed state are compacted tables keyed by feed id (`pipeline/registry.py`)."""
     t, n = settings.kafka.topics, settings.kafka.partitions
-    return {t.articles: n, t.tagged: 1, t.enriched: n, t.deadletter: 1}
+    return {
+        t.articles: (n, {}),
+        t.tagged: (1, {}),
+        t.assign_state: (1, COMPACTED),
+        t.enriched: (n, {}),
+        t.deadletter: (1, {}),
+        t.feeds: (settings.poller.registry_partitions, COMPACTED),
+        t.feed_state: (settings.poller.registry_partitions, COMPACTED),
+    }
 
 
 def admin(settings: Settings) -> KafkaAdminClient:
@@ -47,8 +63,10 @@ def ensure_topics(settings: Settings) -> list[str]:
     try:
         existing = set(client.list_topics())
         missing = [
-            NewTopic(name, num_partitions=parts, replication_factor=settings.kafka.replication_factor)
-            for name, parts in topic_layout(settings).items()
+            NewTopic(
+                name, num_partitions=parts, replication_factor=settings.kafka.replication_factor, topic_configs=config
+            )
+            for name, (parts, config) in topic_layout(settings).items()
             if name not in existing
         ]
         if missing:
@@ -91,8 +109,23 @@ def dead_letter(
     offset: int | None = None,
 ) -> DeadLetter:
     """Build the record that explains why a message was set aside, keeping its original bytes."""
-    text = payload.decode("utf-8", errors="replace") if isinstance(payload, bytes) else (payload or "")
-    return DeadLetter(stage=stage, reason=reason[:2000], payload=text, topic=topic, partition=partition, offset=offset)
+    exact: str | None = None
+    if isinstance(payload, bytes):
+        try:
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError:
+            text, exact = payload.decode("utf-8", errors="replace"), base64.b64encode(payload).decode("ascii")
+    else:
+        text = payload or ""
+    return DeadLetter(
+        stage=stage,
+        reason=reason[:2000],
+        payload=text,
+        payload_base64=exact,
+        topic=topic,
+        partition=partition,
+        offset=offset,
+    )
 
 
 def send_dead_letters(settings: Settings, prod: KafkaProducer, records: Iterable[DeadLetter]) -> int:
@@ -103,3 +136,46 @@ def send_dead_letters(settings: Settings, prod: KafkaProducer, records: Iterable
     for f in futures:
         f.get(timeout=settings.kafka.request_timeout_ms / 1000)
     return len(futures)
+
+
+def read_table(settings: Settings, topic: str, timeout_s: float = 30.0) -> dict[str, dict[str, Any]]:
+    """The latest committed JSON value per key of a compacted topic (tombstones remove the key), read to its
+    current end; unreadable records are skipped with a warning."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        enable_auto_commit=False,
+        group_id=None,
+        isolation_level="read_committed",  # the poller writes feed state inside transactions
+        request_timeout_ms=settings.kafka.request_timeout_ms,
+    )
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or set())]
+        if not tps:
+            return {}
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        end = consumer.end_offsets(tps)
+        table: dict[str, dict[str, Any]] = {}
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < end[tp] for tp in tps):
+            if time.monotonic() > deadline:
+                raise NewsflowError(f"timed out reading {topic} from Kafka")
+            for records in consumer.poll(timeout_ms=500).values():
+                for r in records:
+                    _apply(table, r.key, r.value)
+        return table
+    finally:
+        consumer.close()
+
+
+def _apply(table: dict[str, dict[str, Any]], key: bytes | None, value: bytes | None) -> None:
+    if key is None:
+        return
+    k = key.decode("utf-8", errors="replace")
+    if value is None:
+        table.pop(k, None)
+        return
+    try:
+        table[k] = json.loads(value)
+    except ValueError:
+        log.warning("skipping unreadable record %s", k)

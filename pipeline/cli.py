@@ -70,10 +70,10 @@ def _feeds(args: argparse.Namespace, settings: Settings) -> int:
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline import app
 
-    # configure_logging() quietens the stream libraries; --loglevel is the way to hear them again.
-    for name in ("faust", "mode", "aiokafka"):
+    # configure_logging() quietens the Kafka client; --loglevel is the way to hear it (and the stages) again.
+    for name in ("kafka", "pipeline"):
         logging.getLogger(name).setLevel(args.loglevel.upper())
-    return app.run_worker(settings, loglevel=args.loglevel)
+    return app.run_worker(settings, tuple(args.stages.split(",")))
 
 
 def _indexer(args: argparse.Namespace, settings: Settings) -> int:
@@ -148,12 +148,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp = cmd("stack", _stack, "start/stop/inspect the local Kafka + OpenSearch")
     sp.add_argument("action", choices=["up", "down", "status"])
     sp = cmd("run", _run, "run poller, worker(s), indexer and alerting together, with a live status line")
-    sp.add_argument("--workers", type=int, default=1, help="number of Faust worker processes")
+    sp.add_argument("--workers", type=int, default=1, help="number of worker processes")
     sp = cmd("poller", _poller, "poll this process's share of the feed registry into Kafka (start N to scale)")
     sp.add_argument("--once", action="store_true", help="poll every registry feed once, then exit")
     sp.add_argument("--static", action="store_true", help="poll config/feeds.yaml directly, without the registry")
-    sp = cmd("worker", _worker, "run one Faust stream-processor worker (tagging + story assignment)")
+    sp = cmd("worker", _worker, "run one stream-processor worker (tagging + story assignment)")
     sp.add_argument("--loglevel", default="warning", choices=["debug", "info", "warning", "error"])
+    sp.add_argument(
+        "--stages", default="tag,assign", choices=["tag,assign", "tag", "assign"], help="the stages this worker runs"
+    )
     cmd("indexer", _indexer, "index enriched articles and stories into the search engine")
     sp = cmd("search", _search, "search stories and their articles")
     sp.add_argument("query", nargs="*", help="query text (optional when a filter is given)")
@@ -221,7 +224,7 @@ def configure_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    for noisy in ("kafka", "aiokafka", "faust", "mode", "httpx", "urllib3"):
+    for noisy in ("kafka", "httpx", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
     # The search clients log every failed connection with a traceback; newsflow reports those itself.
     for client in ("opensearch", "elasticsearch", "elastic_transport"):

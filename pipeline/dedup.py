@@ -17,7 +17,7 @@ One pass, one article at a time, in arrival order (the stream feeds this stage f
    `date_conflict_penalty`. The best candidate at or above the threshold wins, if the score is also not far
    below those its members joined with (`cohesion`); otherwise the article opens a new story.
 
-State lives in three JSON-able mappings (`StateStore`: Faust tables in the stream, dicts offline); story
+State lives in three JSON-able mappings (`StateStore`: changelog-backed tables in the stream, dicts offline); story
 centroids are stored as small integers times one scale per vector, which CPython keeps far more compactly
 than floats. The candidate index is derived from `store.stories` and rebuilt lazily, so a restarted engine
 assigns like one that never stopped. No randomness, no wall clock: the same input in the same order gives
@@ -70,11 +70,20 @@ _STORY_YEARS = 24  # years kept per story, from its first reports (bounded state
 
 
 class StateStore(Protocol):
-    """Where the engine keeps its state: three changelog-backed Faust tables in the stream, dicts offline."""
+    """Where the engine keeps its state: three changelog-backed tables in the stream (`pipeline.stream.state`),
+    dicts offline."""
 
-    stories: MutableMapping[str, StoryState]  # story_id -> story state (the source of truth)
-    articles: MutableMapping[str, dict[str, Any]]  # article_id -> {"story_id", "duplicate_of"}
-    keys: MutableMapping[str, str]  # dedup key (canonical url / content fingerprint) -> first article id
+    @property
+    def stories(self) -> MutableMapping[str, StoryState]:
+        """story_id -> story state (the source of truth)"""
+
+    @property
+    def articles(self) -> MutableMapping[str, dict[str, Any]]:
+        """article_id -> {"story_id", "duplicate_of"}"""
+
+    @property
+    def keys(self) -> MutableMapping[str, str]:
+        """dedup key (canonical url / content fingerprint) -> first article id"""
 
 
 @dataclass
@@ -624,7 +633,7 @@ class StoryEngine:
             if key not in self.store.keys:
                 self.store.keys[key] = article.id
                 state["keys"].append(key)  # kept with the story so expiry can drop them
-        self.store.stories[state["id"]] = state  # re-assigned, not mutated in place: Faust logs assignments
+        self.store.stories[state["id"]] = state  # re-assigned, not mutated in place: the table marks it changed
         # `published` locates the article's document (monthly index) if a merge moves it to another story.
         record = {"story_id": state["id"], "duplicate_of": original, "published": article.published.timestamp()}
         self.store.articles[article.id] = record

@@ -227,6 +227,7 @@ class Indexer:
             group_id=settings.indexer.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            isolation_level="read_committed",  # the assign stage writes in transactions
             max_poll_records=settings.search.bulk_max_docs,
             # Fewer, larger fetches: a round trip per partition per 1 MB (the default) starves the bulk writer.
             max_partition_fetch_bytes=8 * 1024 * 1024,

@@ -152,32 +152,14 @@ def is_story_move(raw: bytes) -> bool:
     return raw.startswith(STORY_MOVE_PREFIX)
 
 
-UPKEEP_TICK_PREFIX = b'{"message":"upkeep_tick"'
-
-
-class UpkeepTick(_Message):
-    """A nudge for the assign stage: its periodic upkeep (`StoryEngine.settle`, `expire`) runs on a batch, and
-    Faust tables can only be written from the agent that owns them, not from a timer. The leader worker sends
-    one now and then, so a quiet stream still merges settled stories and closes idle ones. Topic:
-    `kafka.topics.tagged`; the assign stage drops it after the upkeep check (`is_upkeep_tick`)."""
-
-    message: Literal["upkeep_tick"] = "upkeep_tick"
-    schema_version: Literal[1] = 1
-    sent_at: datetime = Field(default_factory=utcnow)
-
-
-def is_upkeep_tick(raw: bytes) -> bool:
-    """Whether a message of the tagged topic is an `UpkeepTick` (else a `TaggedArticle`)."""
-    return raw.startswith(UPKEEP_TICK_PREFIX)
-
-
 class DeadLetter(_Message):
     """A record that could not be processed, with why. Topic: `kafka.topics.deadletter`."""
 
     schema_version: Literal[1] = 1
     stage: str
     reason: str
-    payload: str = Field(description="the original bytes, decoded as UTF-8 with replacement")
+    payload: str = Field(description="the original message as text (invalid UTF-8 shown as U+FFFD)")
+    payload_base64: str | None = Field(None, description="the exact original bytes, when they are not UTF-8")
     topic: str | None = None
     partition: int | None = None
     offset: int | None = None

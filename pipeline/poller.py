@@ -1,9 +1,10 @@
 """Poller: feeds over HTTP -> normalised Articles -> Kafka (`kafka.topics.articles`, key = article id).
 
-At least once, never twice: an item is remembered as produced only after the broker acknowledged it (acks=all,
-idempotent producer), and the seen-state lives in a local SQLite file that survives restarts and ages out; the
-ids of each feed's latest document also travel in its state record, so another poller taking the feed over
-does not re-emit them. Conditional GET (ETag / Last-Modified) keeps unchanged feeds cheap.
+Exactly once into the articles topic: a poll's new items and the feed's state record (validators, schedule, the
+ids of the document just read) are produced in one Kafka transaction (`pipeline/outbox.py`), so a poller killed
+at any moment leaves either both or neither; a restarted poller, or another one taking the feed over, reads the
+committed state and does not re-emit what the last document held. A local SQLite seen-store (updated after the
+commit, aged out) remembers older items. Conditional GET (ETag / Last-Modified) keeps unchanged feeds cheap.
 
 Each feed has its own next-due time (`pipeline/schedule.py`): adaptive to its posting rate within min/max,
 stretched by `<ttl>` / Cache-Control max-age, delayed by 429/503 Retry-After, backed off exponentially on errors
@@ -17,6 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
+import hashlib
+import json
 import logging
 import os
 import random
@@ -37,6 +41,7 @@ from pipeline import bus, status
 from pipeline.errors import FeedError
 from pipeline.feeds import parse_feed
 from pipeline.models import Article
+from pipeline.outbox import Record, TransactionalOutbox
 from pipeline.schedule import (
     MAX_RECENT_IDS,
     Bounds,
@@ -174,7 +179,6 @@ class Response:
     permanent_url: str | None = None  # where a chain of 301/308 from the start led (the feed has moved)
 
 
-StateSink = Callable[[FeedState], None]
 MoveSink = Callable[[FeedConfig], None]
 
 
@@ -182,9 +186,10 @@ class Poller:
     """Polls feeds when each is due (or all at once with `poll_once`) and produces new items to Kafka.
 
     Feeds can be added and removed while running (`set_feed` / `remove_feed`): the registry-driven scale-out
-    mode (`pipeline/registry.py`) does that on partition assignment. `state_sink` receives every feed's state
-    after each poll (the registry writes it to the state topic); `on_moved` receives a feed whose URL changed
-    after a permanent redirect.
+    mode (`pipeline/registry.py`) does that on partition assignment. Every poll ends with one transaction: the
+    new items plus the feed's state. `on_moved` receives a feed whose URL changed after a permanent redirect.
+    `transactional_id` must be stable across restarts of the same poller (so the broker aborts what a killed
+    one left open at once) and unique among live pollers; by default it names this process.
     """
 
     def __init__(
@@ -192,18 +197,17 @@ class Poller:
         settings: Settings,
         feeds: list[FeedConfig] | None = None,
         *,
-        state_sink: StateSink | None = None,
         on_moved: MoveSink | None = None,
         poller_id: str | None = None,
+        transactional_id: str | None = None,
     ) -> None:
         self.settings = settings
         seen_db = settings.poller.seen_db or settings.stack.state_dir / "poller" / "seen.sqlite"
         self.seen = SeenStore(seen_db, settings.poller.seen_ttl_days)
-        self.producer = bus.producer(settings, value_serializer=lambda a: a.model_dump_json().encode())
         self.totals = PollTotals()
-        self.state_sink = state_sink
         self.on_moved = on_moved
         self.poller_id = poller_id or f"{socket.gethostname()}:{os.getpid()}"
+        self.outbox = TransactionalOutbox(settings, transactional_id or f"{settings.poller.group_id}.{self.poller_id}")
         self.rng = random.Random()
         self.queue = DueQueue()
         self.states: dict[str, FeedState] = {}
@@ -259,7 +263,7 @@ class Poller:
     # --- lifecycle ----------------------------------------------------------------------------------------
 
     def close(self) -> None:
-        self.producer.close()
+        self.outbox.close()
         self.seen.close()
 
     def stop(self) -> None:
@@ -380,7 +384,8 @@ class Poller:
             self._failed(feed, state, result, None)
         finally:
             self._in_flight.discard(fid)
-        self._publish(state)
+        if not result.ok:
+            await self._publish(state)
         return result
 
     async def _handle(self, feed: FeedConfig, state: FeedState, response: Response) -> FeedResult:
@@ -391,6 +396,7 @@ class Poller:
             result = FeedResult(feed.url, ok=True, status=304, not_modified=True)
             self.seen.record(result)
             self._succeeded(feed, state, response, new=0, ttl_s=None, max_age_s=max_age, now=now)
+            await self._publish(state)
             return result
         parsed = await asyncio.to_thread(  # CPU-bound: keep the event loop serving other feeds
             parse_feed,
@@ -401,20 +407,22 @@ class Poller:
             source=feed.name,
             base_url=response.final_url,
         )
-        in_last_document = set(state.recent_ids)  # another poller's memory, carried by the state topic
+        in_last_document = set(state.recent_ids)  # the previous poll's document, from the committed state
         fresh = [a for a in self.unseen_items(parsed.items) if a.id not in in_last_document]
-        if fresh:
-            await asyncio.to_thread(self.produce, fresh)
-            self.seen.mark(a.id for a in fresh)  # only after the broker acknowledged every one of them
         new = len(fresh)
         result = FeedResult(
             feed.url, ok=True, status=response.status, new_items=new, seen_items=len(parsed.items) - new
         )
         etag, last_modified = response.headers.get("etag"), response.headers.get("last-modified")
+        after = copy.deepcopy(state)  # `state` stays as it was unless the transaction commits
+        after.etag, after.last_modified = etag, last_modified  # a 200 without validators: none apply any more
+        after.recent_ids = list(dict.fromkeys(a.id for a in parsed.items))[:MAX_RECENT_IDS]
+        self._succeeded(feed, after, response, new=new, ttl_s=parsed.ttl_s, max_age_s=max_age, now=now)
+        await self._commit(after, fresh)  # raises if aborted: the feed backs off and is polled again
+        if feed.feed_id() in self._by_id:  # not removed while polling
+            self.states[feed.feed_id()] = after
+        self.seen.mark(a.id for a in fresh)
         self.seen.record(result, etag, last_modified)
-        state.etag, state.last_modified = etag, last_modified  # a 200 without validators: none apply any more
-        state.recent_ids = list(dict.fromkeys(a.id for a in parsed.items))[:MAX_RECENT_IDS]
-        self._succeeded(feed, state, response, new=new, ttl_s=parsed.ttl_s, max_age_s=max_age, now=now)
         return result
 
     def _succeeded(
@@ -464,13 +472,20 @@ class Poller:
         if self.on_moved is not None:
             self.on_moved(moved)
 
-    def _publish(self, state: FeedState) -> None:
+    async def _commit(self, state: FeedState, items: list[Article]) -> None:
+        """Items and the state that says they were produced, in one transaction (blocks until committed)."""
         state.poller = self.poller_id
-        if self.state_sink is not None:
-            try:
-                self.state_sink(state)
-            except Exception as exc:  # state is advisory: a lost record costs one extra poll, never an item
-                log.warning("cannot publish state of feed %s: %s", state.feed_id, exc)
+        t = self.settings.kafka.topics
+        records = [Record(t.articles, a.id, a.model_dump_json().encode()) for a in items]
+        records.append(Record(t.feed_state, state.feed_id, json.dumps(state.to_json()).encode()))
+        await asyncio.to_thread(self.outbox.send, records)
+
+    async def _publish(self, state: FeedState) -> None:
+        """A poll without items (304, failure): its state is advisory, a lost record costs one extra poll."""
+        try:
+            await self._commit(state, [])
+        except Exception as exc:
+            log.warning("cannot publish state of feed %s: %s", state.feed_id, exc)
 
     def unseen_items(self, items: list[Article]) -> list[Article]:
         """Items not produced before (first occurrence wins when a feed repeats an id)."""
@@ -479,14 +494,6 @@ class Poller:
         for a in items:
             first.setdefault(a.id, a)
         return [a for a in first.values() if a.id in fresh]
-
-    def produce(self, items: list[Article]) -> None:
-        """Produce and block until the broker acknowledged every record (acks=all)."""
-        futures = [self.producer.send(self.settings.kafka.topics.articles, key=a.id, value=a) for a in items]
-        # No flush(): it would block on every other feed's records too; the sender batches across feeds
-        # (linger_ms) and each future resolves once the broker acknowledged its record.
-        for f in futures:
-            f.get(timeout=self.settings.kafka.request_timeout_ms / 1000)
 
     def status(self) -> dict[str, Any]:
         t = self.totals
@@ -570,10 +577,26 @@ async def fetch(
     raise FetchError(f"more than {MAX_REDIRECTS} redirects from {url}")
 
 
+def load_states(settings: Settings) -> dict[str, FeedState]:
+    """Every feed's last committed state (`kafka.topics.feed_state`)."""
+    return {k: FeedState.from_json(v) for k, v in bus.read_table(settings, settings.kafka.topics.feed_state).items()}
+
+
+def static_transactional_id(settings: Settings) -> str:
+    """A poller of the config file is the only user of its seen-store, so the store's path names it."""
+    seen_db = settings.poller.seen_db or settings.stack.state_dir / "poller" / "seen.sqlite"
+    digest = hashlib.sha1(str(Path(seen_db).resolve()).encode()).hexdigest()[:12]
+    return f"{settings.poller.group_id}.static.{socket.gethostname()}.{digest}"
+
+
 def run(settings: Settings, *, cycles: int | None = None) -> int:
-    """`newsflow poller`: poll until SIGINT/SIGTERM (or for `cycles` cycles)."""
+    """`newsflow poller --static`: poll config/feeds.yaml until SIGINT/SIGTERM (or for `cycles` cycles),
+    continuing from each feed's committed state."""
     bus.ensure_topics(settings)
-    poller = Poller(settings)
+    states = load_states(settings)
+    poller = Poller(settings, [], transactional_id=static_transactional_id(settings))
+    for feed in settings.feeds:
+        poller.set_feed(feed, states.get(feed.feed_id()))
     if not poller.feeds:
         log.warning("no enabled feeds configured (config/feeds.yaml)")
 

@@ -21,89 +21,24 @@ import json
 import logging
 import signal
 import threading
-import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
-from kafka.admin import NewTopic
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import TopicAlreadyExistsError
 
 from pipeline import bus
-from pipeline.errors import NewsflowError
-from pipeline.poller import Poller
+from pipeline.poller import Poller, load_states
 from pipeline.schedule import FeedState
 from pipeline.settings import FeedConfig, Settings
 
 log = logging.getLogger(__name__)
 
-READ_TIMEOUT_S = 30.0
 
 
 def ensure_registry_topics(settings: Settings) -> list[str]:
-    """Create the two compacted topics when missing (idempotent); returns the ones created."""
-    t, parts = settings.kafka.topics, settings.poller.registry_partitions
-    client = bus.admin(settings)
-    try:
-        existing = set(client.list_topics())
-        config = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "3600000"}
-        missing = [
-            NewTopic(
-                name, num_partitions=parts, replication_factor=settings.kafka.replication_factor, topic_configs=config
-            )
-            for name in (t.feeds, t.feed_state)
-            if name not in existing
-        ]
-        if missing:
-            with contextlib.suppress(TopicAlreadyExistsError):
-                client.create_topics(missing)
-        return [m.name for m in missing]
-    finally:
-        client.close()
-
-
-def read_table(settings: Settings, topic: str, timeout_s: float = READ_TIMEOUT_S) -> dict[str, dict[str, Any]]:
-    """The latest value per key of a compacted topic (tombstones remove the key), read to its current end."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
-        enable_auto_commit=False,
-        group_id=None,
-        request_timeout_ms=settings.kafka.request_timeout_ms,
-    )
-    try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        if not tps:
-            return {}
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        end = consumer.end_offsets(tps)
-        table: dict[str, dict[str, Any]] = {}
-        deadline = time.monotonic() + timeout_s
-        while any(consumer.position(tp) < end[tp] for tp in tps):
-            if time.monotonic() > deadline:
-                raise NewsflowError(f"timed out reading {topic} from Kafka")
-            for records in consumer.poll(timeout_ms=500).values():
-                for r in records:
-                    _apply(table, r.key, r.value)
-        return table
-    finally:
-        consumer.close()
-
-
-def _apply(table: dict[str, dict[str, Any]], key: bytes | None, value: bytes | None) -> None:
-    """One compacted-topic record into a key -> JSON table; unreadable records are skipped with a warning."""
-    if key is None:
-        return
-    k = key.decode("utf-8", errors="replace")
-    if value is None:
-        table.pop(k, None)
-        return
-    try:
-        table[k] = json.loads(value)
-    except ValueError:
-        log.warning("skipping unreadable registry record %s", k)
+    """The registry and state topics are part of the bus's topic layout."""
+    return bus.ensure_topics(settings)
 
 
 def feed_of(value: dict[str, Any]) -> FeedConfig | None:
@@ -134,23 +69,13 @@ class Registry:
             fut = self.producer.send(topic, key=feed_id, value=None)
             fut.get(timeout=self.settings.kafka.request_timeout_ms / 1000)
 
-    def put_state(self, state: FeedState) -> None:
-        """Asynchronous: a state record lost in a crash costs one extra poll, never an item."""
-        self.producer.send(
-            self.settings.kafka.topics.feed_state, key=state.feed_id, value=json.dumps(state.to_json()).encode()
-        )
-
     def close(self) -> None:
         self.producer.flush()
         self.producer.close()
 
 
 def load_feeds(settings: Settings) -> dict[str, FeedConfig]:
-    return {k: f for k, v in read_table(settings, settings.kafka.topics.feeds).items() if (f := feed_of(v))}
-
-
-def load_states(settings: Settings) -> dict[str, FeedState]:
-    return {k: FeedState.from_json(v) for k, v in read_table(settings, settings.kafka.topics.feed_state).items()}
+    return {k: f for k, v in bus.read_table(settings, settings.kafka.topics.feeds).items() if (f := feed_of(v))}
 
 
 def seed_if_empty(settings: Settings, feeds: Iterable[FeedConfig]) -> int:
@@ -267,7 +192,7 @@ class ScaledPoller:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.registry = Registry(settings)
-        self.poller = Poller(settings, [], state_sink=self.registry.put_state, on_moved=self.registry.put_feed)
+        self.poller = Poller(settings, [], on_moved=self.registry.put_feed)
         self.partition_of: dict[str, int] = {}
         self.states: dict[str, FeedState] = {}
         self.owned: set[int] = set()
@@ -343,7 +268,7 @@ def run(settings: Settings, *, once: bool = False) -> int:
 def _run_once(settings: Settings) -> int:
     feeds, states = load_feeds(settings), load_states(settings)
     registry = Registry(settings)
-    poller = Poller(settings, [], state_sink=registry.put_state, on_moved=registry.put_feed)
+    poller = Poller(settings, [], on_moved=registry.put_feed)
     for fid, feed in feeds.items():
         poller.set_feed(feed.model_copy(update={"id": fid}), states.get(fid))
     if not poller.feeds:

@@ -199,16 +199,19 @@ def describe(text: str, filters: SearchFilters) -> str:
 
 
 def consumer_lag(settings: Settings) -> dict[str, int]:
-    """Group -> messages not yet processed, for the indexer, the Faust worker and the alerting stage."""
+    """Group -> messages not yet processed: the two worker stages, the indexer and the alerting stage."""
     from kafka import KafkaConsumer
 
     from pipeline import bus
 
     client = bus.admin(settings)
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers, enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka.bootstrap_servers, enable_auto_commit=False, isolation_level="read_committed"
+    )
     lags: dict[str, int] = {}
     try:
-        for group in (settings.indexer.group_id, settings.worker.app_id, settings.alerts.group_id):
+        w = settings.worker
+        for group in (w.tag_group, w.assign_group, settings.indexer.group_id, settings.alerts.group_id):
             offsets = client.list_consumer_group_offsets(group)
             if not offsets:
                 continue

@@ -36,6 +36,7 @@ class Topics(_Section):
     deadletter: str = "newsflow.deadletter.v1"
     feeds: str = "newsflow.feeds.v1"  # compacted feed registry: key = feed id, value = FeedConfig JSON
     feed_state: str = "newsflow.feedstate.v1"  # compacted per-feed poll state: key = feed id
+    assign_state: str = "newsflow.assign-state.v1"  # compacted changelog of the assign stage's tables
 
 
 class KafkaSettings(_Section):
@@ -94,26 +95,35 @@ class PollerSettings(_Section):
     group_id: str = Field("newsflow-poller", description="consumer group splitting the registry between pollers")
     registry_partitions: int = Field(12, ge=1, description="partitions of the feed registry (max useful pollers)")
     session_timeout_s: float = Field(10.0, ge=6, description="how fast a dead poller's feeds move to another")
+    transaction_timeout_s: float = Field(
+        10.0, ge=1, description="a killed poller's open transaction is aborted after this long (consumers wait)"
+    )
 
 
 class WorkerSettings(_Section):
-    app_id: str = "newsflow-worker"
+    app_id: str = Field("newsflow-worker", description="prefix of the worker's consumer groups and transactional ids")
     tag_batch_size: int = Field(32, ge=1)
-    tag_batch_window_s: float = Field(0.5, gt=0)
+    tag_batch_window_s: float = Field(0.5, gt=0, description="a batch closes this long after its first record")
+    poll_timeout_s: float = Field(1.0, gt=0, description="longest wait for a first record (then upkeep is checked)")
     session_timeout_s: float = Field(
         15.0, ge=6, description="how fast a dead worker is noticed and its partitions move to another"
     )
-    assign_batch_size: int = Field(200, ge=1, description="articles per durable state flush in assignment")
-    stall_rewind_after_s: float = Field(
-        20.0, gt=0, description="idle this long with fetched-but-unprocessed messages: rewind to the committed offset"
+    assign_batch_size: int = Field(200, ge=1, description="articles per transaction of the assign stage")
+    restore_timeout_s: float = Field(
+        600.0, gt=0, description="longest a worker may take to restore the assign stage's tables from the changelog"
     )
-    stall_check_s: float = Field(5.0, gt=0, description="how often the stall watchdog looks")
     maintenance_every_s: float = Field(
-        60.0,
-        gt=0,
-        description="story upkeep (merge quiet small stories, close idle ones) this often, on the assign stage's"
-        " next batch; the leader sends upkeep ticks so there is one while no news arrives",
+        60.0, gt=0, description="story upkeep (merge quiet small stories, close idle ones) this often"
     )
+
+    @property
+    def tag_group(self) -> str:
+        return f"{self.app_id}.tag"
+
+    @property
+    def assign_group(self) -> str:
+        """Also the prefix of the assign stage's transactional ids (one per tagged partition)."""
+        return f"{self.app_id}.assign"
 
 
 class DedupSettings(_Section):

@@ -1,4 +1,4 @@
-"""`newsflow run`: poller, Faust worker(s), indexer and alerting as child processes, one live status line,
+"""`newsflow run`: poller, worker(s), indexer and alerting as child processes, one live status line,
 clean Ctrl-C.
 
 Each stage is its own process (as in production, where they scale separately); their logs go to

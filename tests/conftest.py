@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.evaluation.isolation import isolated_env
 from pipeline.settings import Settings, get_settings, load_settings
 
 
@@ -24,28 +25,6 @@ def stack() -> Iterator[Settings]:
     yield settings
     if not was_up and os.environ.get("NEWSFLOW_KEEP_STACK") != "1":
         local_stack.down(settings, echo=lambda *_: None)
-
-
-def isolated_env(prefix: str, tmp_path: Path) -> dict[str, str]:
-    """NEWSFLOW_* variables giving a test its own topics, indices, consumer groups and seen-state."""
-    return {
-        "NEWSFLOW_WORKER__APP_ID": f"{prefix}-worker",
-        "NEWSFLOW_INDEXER__GROUP_ID": f"{prefix}-indexer",
-        "NEWSFLOW_KAFKA__TOPICS__ARTICLES": f"{prefix}.articles",
-        "NEWSFLOW_KAFKA__TOPICS__TAGGED": f"{prefix}.tagged",
-        "NEWSFLOW_KAFKA__TOPICS__ENRICHED": f"{prefix}.enriched",
-        "NEWSFLOW_KAFKA__TOPICS__DEADLETTER": f"{prefix}.deadletter",
-        "NEWSFLOW_SEARCH__INDICES__ARTICLES": f"{prefix}-articles",
-        "NEWSFLOW_SEARCH__INDICES__STORIES": f"{prefix}-stories",
-        "NEWSFLOW_ALERTS__SUBSCRIPTIONS_INDEX": f"{prefix}-subscriptions",
-        "NEWSFLOW_ALERTS__ALERTS_INDEX": f"{prefix}-alerts",
-        "NEWSFLOW_ALERTS__GROUP_ID": f"{prefix}-alerts",
-        "NEWSFLOW_ALERTS__DIGEST_INDEX": f"{prefix}-digest-items",
-        "NEWSFLOW_POLLER__SEEN_DB": str(tmp_path / "seen.sqlite"),
-        "NEWSFLOW_POLLER__ALLOW_PRIVATE_HOSTS": '["127.0.0.1"]',
-        "NEWSFLOW_SEARCH__BULK_MAX_SECONDS": "0.3",
-        "NEWSFLOW_WORKER__TAG_BATCH_WINDOW_S": "0.2",
-    }
 
 
 class Isolated:

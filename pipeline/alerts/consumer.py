@@ -36,6 +36,7 @@ def make_consumer(settings: Settings, alerts: AlertSettings) -> KafkaConsumer:
         group_id=alerts.group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        isolation_level="read_committed",  # the assign stage writes in transactions
         max_poll_records=500,
         client_id="newsflow-alerts",
     )

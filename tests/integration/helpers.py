@@ -5,9 +5,6 @@ from __future__ import annotations
 import contextlib
 import email
 import email.policy
-import json
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -18,38 +15,13 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaConsumer
-
 from pipeline import status
 from pipeline.alerts.dispatch import Clock
+from pipeline.evaluation.isolation import indexed_ids, read_records, read_topic, spawn, stop
 from pipeline.models import EnrichedArticle, utcnow
 from pipeline.search import SearchBackend, connect
 from pipeline.search.documents import bulk_actions
 from pipeline.settings import AlertSettings, Settings
-
-
-def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """`python -m pipeline ARGS` with the test's isolated settings."""
-    handle = log.open("ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline", *args],
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, **env},
-        start_new_session=True,
-    )
-    handle.close()
-    return proc
-
-
-def stop(proc: subprocess.Popen[bytes], *, kill: bool = False, timeout: float = 30.0) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 1.0) -> Any:
@@ -65,29 +37,6 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: fl
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
-
-
-def indexed_ids(backend: SearchBackend, settings: Settings) -> list[str]:
-    """Every article document id in the test's index (duplicates in the list would mean double indexing)."""
-    backend.refresh()
-    hits = backend.search(
-        settings.search.indices.articles, {"size": 10_000, "query": {"match_all": {}}, "_source": False}
-    )["hits"]["hits"]
-    return [h["_id"] for h in hits]
-
-
-def read_topic(settings: Settings, topic: str, timeout_ms: int = 5000) -> list[dict[str, Any]]:
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=settings.kafka.bootstrap_servers,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=timeout_ms,
-        enable_auto_commit=False,
-    )
-    try:
-        return [json.loads(m.value) for m in consumer]
-    finally:
-        consumer.close()
 
 
 def log_tail(path: Path, lines: int = 30) -> str:
@@ -178,3 +127,6 @@ class AlertStage:
         self.stop.set()
         self.thread.join(30)
         assert not self.thread.is_alive()
+
+
+__all__ = ["indexed_ids", "read_records", "read_topic", "spawn", "stop"]  # re-exported for the tests

@@ -1,5 +1,5 @@
 """`newsflow run` with its alerting stage, at demo scale: the bundled demo feeds served locally, polled by the
-real poller, tagged and clustered by the Faust worker, alerted to a local webhook. Measures the latency the
+real poller, tagged and clustered by the worker, alerted to a local webhook. Measures the latency the
 issue asks for: from the poll of a story's first report (`polled_at`, its `fetched_at`) to webhook receipt.
 
 The pipeline is warmed up first (one unrelated item must alert) so the figure is the steady state, not the

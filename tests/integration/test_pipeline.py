@@ -1,4 +1,4 @@
-"""The whole flow on the real local stack: feeds over HTTP -> poller -> Kafka -> Faust worker -> indexer ->
+"""The whole flow on the real local stack: feeds over HTTP -> poller -> Kafka -> worker (tag, assign) -> indexer ->
 OpenSearch, plus the failure cases the foundation promises to survive."""
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ def test_end_to_end_feeds_to_search(isolated: Isolated, procs: Procs) -> None:
 
 @pytest.mark.timeout(400)
 def test_worker_killed_mid_stream_still_indexes_every_article_once(isolated: Isolated, procs: Procs) -> None:
-    """SIGKILL mid-stream, restart: every article indexed once, no story id changed (the watchdog may rewind)."""
+    """SIGKILL mid-stream, restart: every article indexed once, no story id changed (`test_chaos.py` kills more)."""
     settings = isolated.settings
     items = [article(i) for i in range(120)]
     procs.start("indexer", "indexer")
@@ -310,10 +310,10 @@ def test_two_workers_still_file_reports_of_one_event_together(isolated: Isolated
 
 
 def group_size(settings: Settings) -> int:
-    """Members of the Faust worker group (both must have joined before articles arrive)."""
+    """Members of the tagging group (both must have joined before articles arrive)."""
     client = bus.admin(settings)
     try:
-        groups = client.describe_consumer_groups([settings.worker.app_id])
+        groups = client.describe_consumer_groups([settings.worker.tag_group])
         return len(groups[0].members) if groups and groups[0].state == "Stable" else 0
     finally:
         client.close()

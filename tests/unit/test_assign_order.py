@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from pipeline.app import in_publication_order
 from pipeline.dedup import StoryEngine
 from pipeline.models import TaggedArticle
 from pipeline.settings import DedupSettings
+from pipeline.stream.assign import in_publication_order
 
 T0 = datetime(2026, 11, 20, 8, tzinfo=UTC)
 TEXT = (
     "Vladimir Putin will travel to Pyongyang next week for talks with Kim Jong Un, the Kremlin said on Monday, "
     "his first visit to North Korea in more than two decades."
 )
+
+
+@dataclass
+class Rec:
+    value: bytes | None
+    offset: int
+    topic: str = "t.tagged"
+    partition: int = 0
 
 
 def tagged(aid: str, source: str, minutes: int) -> TaggedArticle:
@@ -32,21 +41,16 @@ def tagged(aid: str, source: str, minutes: int) -> TaggedArticle:
 
 def test_a_batch_is_assigned_in_publication_order_whatever_order_tagging_finished_in() -> None:
     original, wire_copy = tagged("orig", "meridian", 0), tagged("copy", "wire", 40)
-    batch = [wire_copy.model_dump_json().encode(), b"{not json", original.model_dump_json().encode()]
-    articles, dead = in_publication_order(batch, "t.tagged")
+    batch = [
+        Rec(wire_copy.model_dump_json().encode(), 0),
+        Rec(b"{not json", 1),
+        Rec(original.model_dump_json().encode(), 2),
+    ]
+    articles, dead = in_publication_order(batch, "assign")
     assert [a.id for _, a in articles] == ["orig", "copy"]
-    assert [raw for raw, _ in articles] == [batch[2], batch[0]]  # each keeps its own bytes
+    assert [r.offset for r, _ in articles] == [2, 0]  # each keeps its own record
     assert len(dead) == 1 and dead[0].reason.startswith("not a TaggedArticle v1") and dead[0].stage == "assign"
+    assert (dead[0].topic, dead[0].offset, dead[0].payload) == ("t.tagged", 1, "{not json")
     engine = StoryEngine(DedupSettings())
     results = [engine.assign(a) for _, a in articles]
     assert results[1].duplicate_of == "orig" and results[0].duplicate_of is None
-
-
-def test_upkeep_ticks_make_a_batch_but_are_no_articles() -> None:
-    """The leader's ticks only give the assign stage a batch to run its upkeep on: not assigned, not dead."""
-    from pipeline.models import UpkeepTick, is_upkeep_tick
-
-    tick = UpkeepTick().model_dump_json().encode()
-    assert is_upkeep_tick(tick) and not is_upkeep_tick(tagged("a", "meridian", 0).model_dump_json().encode())
-    articles, dead = in_publication_order([tick, tagged("a", "meridian", 0).model_dump_json().encode(), tick], "t")
-    assert [a.id for _, a in articles] == ["a"] and dead == []

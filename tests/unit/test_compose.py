@@ -326,7 +326,7 @@ def test_worker_is_scalable(services: dict[str, dict[str, Any]]) -> None:
     assert "container_name" not in worker
     assert "ports" not in worker
     assert "hostname" not in worker
-    # no named volume shared by replicas (each Faust worker keeps its own data dir)
+    # no named volume shared by replicas (each worker keeps its own data dir)
     assert not [v for v in worker.get("volumes", []) if not str(v).startswith(("./", "/"))]
     assert Settings().kafka.partitions >= 3, "`--scale worker=3` needs at least 3 partitions"
 

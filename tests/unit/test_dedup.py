@@ -246,7 +246,7 @@ def engine_over(store: MemoryStore) -> StoryEngine:
 
 
 def json_roundtrip(store: MemoryStore) -> MemoryStore:
-    """State must survive the Faust json serializer unchanged."""
+    """State must survive a JSON round trip unchanged (the changelog stores it as JSON)."""
     return MemoryStore(
         stories=json.loads(json.dumps(store.stories)),
         articles=json.loads(json.dumps(store.articles)),

@@ -98,23 +98,33 @@ def site() -> Iterator[Site]:
     server.server_close()
 
 
-class FakeFuture:
-    def get(self, timeout: float | None = None) -> None:
-        return None
-
-
 class FakeProducer:
+    """A transactional producer that keeps what each committed transaction held; `fail_commits` aborts some."""
+
     def __init__(self) -> None:
-        self.sent: list[Article] = []
+        self.committed: list[tuple[str, str, bytes | None]] = []
+        self.pending: list[tuple[str, str, bytes | None]] = []
+        self.fail_commits = 0
 
-    def send(self, topic: str, key: str, value: Article) -> FakeFuture:
-        self.sent.append(value)
-        return FakeFuture()
-
-    def flush(self) -> None:
+    def init_transactions(self) -> None:
         pass
 
-    def close(self) -> None:
+    def begin_transaction(self) -> None:
+        self.pending = []
+
+    def send(self, topic: str, key: str, value: bytes | None) -> None:
+        self.pending.append((topic, key, value))
+
+    def commit_transaction(self) -> None:
+        if self.fail_commits:
+            self.fail_commits -= 1
+            raise RuntimeError("broker gone")
+        self.committed.extend(self.pending)
+
+    def abort_transaction(self) -> None:
+        self.pending = []
+
+    def close(self, timeout: float | None = None) -> None:
         pass
 
 
@@ -126,10 +136,16 @@ def make_poller(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, feeds: list[Fee
     return Poller(settings, feeds)
 
 
-def sent(p: Poller) -> list[Article]:
-    producer = p.producer
+def fake(p: Poller) -> FakeProducer:
+    producer = p.outbox._producer
     assert isinstance(producer, FakeProducer)
-    return producer.sent
+    return producer
+
+
+def sent(p: Poller) -> list[Article]:
+    """The items of committed transactions."""
+    topic = p.settings.kafka.topics.articles
+    return [Article.model_validate_json(v) for t, _, v in fake(p).committed if t == topic and v]
 
 
 def poll(p: Poller) -> list[FeedResult]:
@@ -157,6 +173,29 @@ def test_etag_gives_304_and_nothing_new(site: Site, tmp_path: Path, monkeypatch:
     assert second[0].not_modified and second[0].status == 304 and second[0].new_items == 0
     assert site.hits[1][1]["if-none-match"] == '"v1"'
     assert len(sent(p)) == 1
+    p.close()
+
+
+def test_an_aborted_transaction_changes_nothing_and_the_items_come_next_poll(
+    site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Items and state commit together: after an abort neither the validators nor the recent ids moved, so
+    the next poll fetches the whole document again (no 304) and produces the items once."""
+    site.routes["/f.xml"] = lambda h: (
+        (304, {"ETag": '"v1"'}, b"") if h.get("if-none-match") == '"v1"' else (200, {"ETag": '"v1"'}, ONE)
+    )
+    p = make_poller(tmp_path, monkeypatch, [FeedConfig(url=site.url("/f.xml"))])
+    fake(p).fail_commits = 1
+    first = poll(p)[0]
+    assert not first.ok and "broker gone" in (first.error or "")
+    assert sent(p) == [] and state_of(p, site.url("/f.xml")).etag is None
+    second = poll(p)[0]
+    assert second.ok and second.status == 200 and second.new_items == 1
+    assert len(sent(p)) == 1
+    topics = p.settings.kafka.topics
+    kinds = [t for t, _, _ in fake(p).committed]
+    assert kinds == [topics.feed_state, topics.articles, topics.feed_state]  # the failure's state, then both
+    assert poll(p)[0].status == 304 and len(sent(p)) == 1
     p.close()
 
 

@@ -26,7 +26,19 @@ class NullProducer:
     def flush(self) -> None:
         pass
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = None) -> None:
+        pass
+
+    def init_transactions(self) -> None:
+        pass
+
+    def begin_transaction(self) -> None:
+        pass
+
+    def commit_transaction(self) -> None:
+        pass
+
+    def abort_transaction(self) -> None:
         pass
 
 
@@ -72,14 +84,12 @@ def test_disabled_and_moved_feeds(scaled: registry.ScaledPoller) -> None:
     scaled.close()
 
 
-def test_state_and_moves_are_written_to_the_topics(scaled: registry.ScaledPoller) -> None:
+def test_moves_and_removals_are_written_to_the_topics(scaled: registry.ScaledPoller) -> None:
     producer = scaled.registry.producer
     assert isinstance(producer, NullProducer)
-    st = FeedState("abc", "https://a.example/rss")
-    scaled.registry.put_state(st)
     scaled.registry.put_feed(FeedConfig(url="https://a.example/moved", id="abc"))
     topics = scaled.settings.kafka.topics
-    assert [(t, k) for t, k, _ in producer.sent] == [(topics.feed_state, "abc"), (topics.feeds, "abc")]
+    assert [(t, k) for t, k, _ in producer.sent] == [(topics.feeds, "abc")]
     scaled.registry.remove_feed("abc")
-    assert [(t, v) for t, _, v in producer.sent[2:]] == [(topics.feeds, None), (topics.feed_state, None)]
+    assert [(t, v) for t, _, v in producer.sent[1:]] == [(topics.feeds, None), (topics.feed_state, None)]
     scaled.close()

@@ -1,0 +1,119 @@
+"""The worker's stages and state without Kafka: what a batch turns into, and the changelog round trip that a
+take-over relies on (restored tables must answer exactly as the ones that wrote them)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from kafka import TopicPartition
+
+from pipeline.models import Article, EnrichedArticle, TaggedArticle
+from pipeline.settings import Settings
+from pipeline.stream.assign import AssignStage
+from pipeline.stream.batches import next_offsets
+from pipeline.stream.state import ChangelogState
+from pipeline.stream.tag import TagStage
+
+T0 = datetime(2026, 11, 20, 8, tzinfo=UTC)
+TEXT = (
+    "Vladimir Putin will travel to Pyongyang next week for talks with Kim Jong Un, the Kremlin said on Monday, "
+    "his first visit to North Korea in more than two decades."
+)
+
+
+@dataclass
+class Rec:
+    value: bytes | None
+    offset: int
+    topic: str = "articles"
+    partition: int = 0
+
+
+def article(aid: str, minutes: int = 0, title: str = "Putin to visit North Korea") -> Article:
+    when = T0 + timedelta(minutes=minutes)
+    return Article(
+        id=aid, feed="https://a.example/rss", source="a", title=title, text=TEXT, published=when, fetched_at=when
+    )
+
+
+def tagged(aid: str, minutes: int = 0) -> TaggedArticle:
+    return TaggedArticle(**article(aid, minutes).model_dump(), language="en")
+
+
+class FakeTagger:
+    """Tags by copying; an article titled "poison" makes any batch holding it fail."""
+
+    def tag(self, articles: Sequence[Article]) -> list[TaggedArticle]:
+        if any(a.title == "poison" for a in articles):
+            raise RuntimeError("model crashed")
+        return [TaggedArticle(**a.model_dump(), language="en") for a in articles]
+
+
+def test_next_offsets_commit_the_position_after_the_highest_record_per_partition() -> None:
+    records = [Rec(b"", 5, partition=0), Rec(b"", 3, partition=0), Rec(b"", 9, partition=1)]
+    offsets = next_offsets(records)  # type: ignore[arg-type]
+    assert {tp: o.offset for tp, o in offsets.items()} == {
+        TopicPartition("articles", 0): 6,
+        TopicPartition("articles", 1): 10,
+    }
+
+
+def test_tag_stage_isolates_a_poison_article_and_keeps_the_rest() -> None:
+    stage = TagStage(Settings(), FakeTagger())  # type: ignore[arg-type]
+    batch = [
+        Rec(article("a").model_dump_json().encode(), 0),
+        Rec(article("p", title="poison").model_dump_json().encode(), 1),
+        Rec(b"\xff\xfe not utf-8", 2),
+        Rec(article("b").model_dump_json().encode(), 3),
+    ]
+    result = stage.handle(batch)  # type: ignore[arg-type]
+    assert [o.key for o in result.outputs] == [b"a", b"b"] and result.processed == 2
+    reasons = sorted(d.reason for d in result.dead)
+    assert reasons[0].startswith("not an Article v1") and reasons[1].startswith("tagging failed: RuntimeError")
+    bad = next(d for d in result.dead if d.offset == 2)
+    assert bad.payload_base64 is not None  # the exact bytes survive in the dead letter
+    out = TaggedArticle.model_validate_json(result.outputs[0].value or b"")
+    assert out.features is not None  # computed here, so the ordered stage only assigns
+
+
+def test_a_restored_changelog_answers_replays_exactly_as_the_original_tables() -> None:
+    """What `changes()` writes is what a new owner reads back: replayed articles get their recorded story,
+    and a new duplicate joins the same story."""
+    settings = Settings()
+    stage = AssignStage(settings)
+    state = ChangelogState()
+    stage.bind(state)
+    first = stage.handle([Rec(tagged("orig").model_dump_json().encode(), 0, "tagged")])  # type: ignore[list-item]
+    log = state.changes()
+    assert log and all(k.split(b"/")[0] in {b"stories", b"articles", b"keys"} for k, _ in log)
+    state.clear_changes()
+    assert state.changes() == []
+
+    restored = ChangelogState()
+    for key, value in log:
+        restored.apply(key, value)
+    assert restored.sizes() == state.sizes()
+    again = AssignStage(settings)
+    again.bind(restored)
+    replay = again.handle([Rec(tagged("orig").model_dump_json().encode(), 0, "tagged")])  # type: ignore[list-item]
+    copy = again.handle([Rec(tagged("copy", 30).model_dump_json().encode(), 1, "tagged")])  # type: ignore[list-item]
+    story = EnrichedArticle.model_validate_json(first.outputs[0].value or b"").story_id
+    assert EnrichedArticle.model_validate_json(replay.outputs[0].value or b"").story_id == story
+    dup = EnrichedArticle.model_validate_json(copy.outputs[0].value or b"")
+    assert dup.story_id == story and dup.duplicate_of == "orig"
+    assert again.stats.assigned == 1  # the replay is not counted as new work
+
+
+def test_deletions_reach_the_changelog_as_tombstones() -> None:
+    state = ChangelogState()
+    state.keys["k"] = "v"
+    state.clear_changes()
+    del state.keys["k"]
+    assert state.changes() == [(b"keys/k", None)]
+    restored = ChangelogState()
+    restored.apply(b"keys/k", b'"v"')
+    restored.apply(b"keys/k", None)
+    restored.apply(b"unknown/x", b"1")  # a table of a newer version: skipped, not fatal
+    assert restored.sizes() == {"stories": 0, "articles": 0, "keys": 0}
