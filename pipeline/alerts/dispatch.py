@@ -388,7 +388,7 @@ class Senders:
             smtp.send_message(msg)
 
     def kafka(self, out: Outgoing, channel: KafkaChannel) -> None:
-        from pipeline import bus
+        from pipeline.stream import bus
 
         with self._lock:
             if self._producer is None:

@@ -19,9 +19,9 @@ import tracemalloc
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-from pipeline.dedup import StoryEngine, default_tagger, with_features
 from pipeline.models import Article, TaggedArticle
 from pipeline.settings import load_settings
+from pipeline.stories.dedup import StoryEngine, default_tagger, with_features
 
 T0 = datetime(2026, 1, 5, tzinfo=UTC)
 FETCH_LAG_MIN = 7.0  # minutes from publication to the poller fetching an item
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         for article in tag(chunk) if tag else [TaggedArticle(**a.model_dump()) for a in chunk]:
             engine.assign(article)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    what = "EntityTagger + assign" if tag else "assign only: pipeline.entities not available"
+    what = "EntityTagger + assign" if tag else "assign only: pipeline.nlp.entities not available"
     print(f"full clustering step ({what}), {args.full} articles: {rate(args.full, wall, cpu)}")
 
     # 2. fill the window with N live stories (one report each), measuring memory

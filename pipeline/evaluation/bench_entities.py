@@ -14,8 +14,8 @@ import random
 import sys
 import time
 
-from pipeline.entities import EntityTagger, article_text
 from pipeline.models import Article
+from pipeline.nlp.entities import EntityTagger, article_text
 from pipeline.settings import EntitySettings
 
 PEOPLE = [

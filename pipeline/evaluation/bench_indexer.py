@@ -36,11 +36,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pipeline import bus
-from pipeline.indexer import Indexer
 from pipeline.models import EnrichedArticle, Entity, Story
 from pipeline.search import SearchBackend, connect
+from pipeline.search.indexer import Indexer
 from pipeline.settings import Settings, load_settings
+from pipeline.stream import bus
 
 T0 = datetime(2026, 10, 20, tzinfo=UTC)  # spans two monthly indices
 WORDS = [

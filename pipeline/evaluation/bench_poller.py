@@ -20,9 +20,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from pipeline import bus
-from pipeline.poller import Poller
+from pipeline.ingest.poller import Poller
 from pipeline.settings import FeedConfig, load_settings
+from pipeline.stream import bus
 
 CYCLE_LIMIT_S = 60.0
 RSS_LIMIT_MB = 300.0

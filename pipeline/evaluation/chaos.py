@@ -43,7 +43,6 @@ from xml.sax.saxutils import escape
 
 from kafka import KafkaConsumer, TopicPartition
 
-from pipeline import bus
 from pipeline.evaluation.isolation import (
     indexed_count,
     indexed_ids,
@@ -56,6 +55,7 @@ from pipeline.evaluation.isolation import (
 from pipeline.models import Article, EnrichedArticle, Story
 from pipeline.search import connect
 from pipeline.settings import Settings, load_settings
+from pipeline.stream import bus
 
 KILL_MODES = ("random", "tag-commit", "assign-commit", "assign-busy")
 WORDS = (  # noqa: SIM905 - a word list reads better as text
@@ -414,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--modes", default=",".join(KILL_MODES), help="worker kill modes, taken in turn")
     args = parser.parse_args(argv)
-    from pipeline import stack
+    from pipeline.devstack import stack
 
     stack.ensure_up(load_settings())
     failed = 0

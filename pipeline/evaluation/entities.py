@@ -26,8 +26,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.entities import EntityTagger
 from pipeline.models import Article, TaggedArticle
+from pipeline.nlp.entities import EntityTagger
 from pipeline.settings import EntitySettings
 
 TYPE_TO_CONLL = {"person": "PER", "organization": "ORG", "location": "LOC"}

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline.errors import FeedError
-from pipeline.feeds import FUTURE_TOLERANCE, ParsedFeed, cli_parse, parse_feed
+from pipeline.ingest.feeds import FUTURE_TOLERANCE, ParsedFeed, cli_parse, parse_feed
 from pipeline.settings import Settings
 
 _HEADER = re.compile(rb"^Header:\s*Content-type:\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)

@@ -17,9 +17,9 @@ from typing import TypeVar
 
 from kafka.consumer.fetcher import ConsumerRecord
 
-from pipeline.dedup import StoryEngine, story_moves
 from pipeline.models import DeadLetter, EnrichedArticle, StoryMove, TaggedArticle
 from pipeline.settings import Settings
+from pipeline.stories.dedup import StoryEngine, story_moves
 from pipeline.stream.codec import Output, Record, StageResult, dead_letter, decode
 from pipeline.stream.state import ChangelogState
 

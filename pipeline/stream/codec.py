@@ -7,9 +7,9 @@ from typing import Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from pipeline import bus
 from pipeline.errors import first_problem
 from pipeline.models import DeadLetter
+from pipeline.stream import bus
 
 M = TypeVar("M", bound=BaseModel)
 

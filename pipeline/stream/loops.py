@@ -30,8 +30,8 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import CommitFailedError, KafkaError
 
-from pipeline import bus
 from pipeline.settings import Settings
+from pipeline.stream import bus
 from pipeline.stream.batches import collect, next_offsets
 from pipeline.stream.codec import Output, StageResult
 from pipeline.stream.state import ChangelogState, restore

@@ -12,11 +12,11 @@ import logging
 
 from kafka.consumer.fetcher import ConsumerRecord
 
-from pipeline import bus
-from pipeline.dedup import with_features
-from pipeline.entities import EntityTagger
 from pipeline.models import Article, DeadLetter, TaggedArticle
+from pipeline.nlp.entities import EntityTagger
 from pipeline.settings import Settings
+from pipeline.stories.dedup import with_features
+from pipeline.stream import bus
 from pipeline.stream.codec import Output, StageResult, dead_letter, decode
 
 log = logging.getLogger(__name__)

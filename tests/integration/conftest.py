@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pipeline.demo import AlertReceiver
+from pipeline.devstack.demo import AlertReceiver
 from tests.integration.helpers import Mailbox, smtp_server
 
 

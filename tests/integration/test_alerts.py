@@ -9,15 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import bus, status
+from pipeline import status
 from pipeline.alerts.dispatch import AlertLog
 from pipeline.alerts.models import EmailChannel, Subscription, WebhookChannel, dedup_key
 from pipeline.alerts.store import SubscriptionStore
-from pipeline.demo import AlertReceiver
+from pipeline.devstack.demo import AlertReceiver
 from pipeline.errors import ConflictError, QueryError
 from pipeline.models import EnrichedArticle, Story
 from pipeline.search import connect
 from pipeline.settings import AlertSettings, Settings
+from pipeline.stream import bus
 from tests.conftest import Isolated
 from tests.integration.helpers import AlertStage, Mailbox, free_port, wait_until
 

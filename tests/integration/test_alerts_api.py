@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipeline.alerts.api import API_KEY_HEADER, hash_key
 from pipeline.alerts.store import SubscriptionStore
+from pipeline.api.alerts import API_KEY_HEADER, hash_key
 from pipeline.models import EnrichedArticle, Story
 from pipeline.search import SearchBackend
 from tests.conftest import Isolated

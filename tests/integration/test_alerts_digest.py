@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from pipeline import bus
-from pipeline.alerts.api import API_KEY_HEADER, create_app, hash_key
 from pipeline.alerts.periods import cut
-from pipeline.demo import AlertReceiver
+from pipeline.api.alerts import API_KEY_HEADER, create_app, hash_key
+from pipeline.devstack.demo import AlertReceiver
 from pipeline.models import EnrichedArticle, Story
 from pipeline.search import SearchBackend, connect
 from pipeline.settings import AlertSettings, ApiKey, ApiSettings
+from pipeline.stream import bus
 from tests.conftest import Isolated
 from tests.integration.helpers import AlertStage, Mailbox, newsflow, wait_until
 from tests.integration.test_alerts import TITLE, other_story, produce, reports

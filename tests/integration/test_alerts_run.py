@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import registry, status
+from pipeline import status
 from pipeline.alerts.models import Subscription, WebhookChannel
 from pipeline.alerts.store import SubscriptionStore
-from pipeline.demo import DEMO_DIR, AlertReceiver, serve_directory
+from pipeline.devstack.demo import DEMO_DIR, AlertReceiver, serve_directory
+from pipeline.ingest import registry
 from pipeline.search import connect
 from pipeline.settings import FeedConfig, WorkerSettings, load_settings
 from tests.conftest import Isolated

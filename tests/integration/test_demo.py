@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import status
-from pipeline.demo import DEMO_OWNER, demo_alert_settings
+from pipeline.devstack.demo import DEMO_OWNER, demo_alert_settings
 from pipeline.search import connect
 from pipeline.settings import load_settings
 from tests.conftest import Isolated

@@ -15,14 +15,14 @@ from typing import Any
 
 import pytest
 
-from pipeline import bus
-from pipeline import stack as local_stack
-from pipeline.indexer import Indexer
+from pipeline.devstack import stack as local_stack
 from pipeline.models import EnrichedArticle, Story
 from pipeline.search import SearchBackend, connect
 from pipeline.search import templates as tpl
 from pipeline.search.documents import bulk_actions
+from pipeline.search.indexer import Indexer
 from pipeline.settings import Settings
+from pipeline.stream import bus
 from tests.conftest import Isolated
 from tests.integration.helpers import indexed_ids, read_topic, wait_until
 

@@ -13,15 +13,16 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer
 
-from pipeline import bus, status
-from pipeline.dedup import feature_recipe
-from pipeline.demo import DEMO_DIR, Expected, demo_feeds, expected_outcome, serve_directory
+from pipeline import status
+from pipeline.devstack.demo import DEMO_DIR, Expected, demo_feeds, expected_outcome, serve_directory
+from pipeline.ingest.poller import FeedResult, Poller
 from pipeline.models import Article, EnrichedArticle, Story
-from pipeline.poller import FeedResult, Poller
-from pipeline.report import find_stories
 from pipeline.search import connect
 from pipeline.search.documents import bulk_actions
+from pipeline.search.queries import find_stories
 from pipeline.settings import FeedConfig, Settings
+from pipeline.stories.dedup import feature_recipe
+from pipeline.stream import bus
 from tests.conftest import Isolated
 from tests.integration.helpers import indexed_ids, log_tail, read_topic, spawn, stop, wait_until
 
@@ -201,7 +202,7 @@ def test_a_quiet_small_story_is_merged_in_the_stream_and_refiled_in_the_index(is
     big story. The reports are dated now, so the side report is not quiet yet when they are assigned, and nothing
     is sent after them: the upkeep that merges it runs on a batch made by the leader's upkeep ticks alone.
     Tagged articles go straight to the assign stage, so the entities are the fixtures' own."""
-    from tests.unit.test_dedup import BRIDGE, PUTIN_A, PUTIN_B, PUTIN_C
+    from tests.unit.stories.test_dedup import BRIDGE, PUTIN_A, PUTIN_B, PUTIN_C
 
     settings = isolated.settings
     isolated.env["NEWSFLOW_WORKER__MAINTENANCE_EVERY_S"] = "2"  # upkeep every 2 s, ticks every second

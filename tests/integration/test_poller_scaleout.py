@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from pipeline import bus, registry
-from pipeline.demo import serve_directory
+from pipeline.devstack.demo import serve_directory
+from pipeline.ingest import registry
 from pipeline.settings import FeedConfig, Settings, load_settings
+from pipeline.stream import bus
 from tests.conftest import Isolated
 from tests.integration.helpers import log_tail, read_topic, spawn, stop, wait_until
 

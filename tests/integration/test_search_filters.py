@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pipeline import report
+from pipeline.cli import report
 from pipeline.models import EnrichedArticle, Entity, Story
-from pipeline.report import find_stories, parse_filters
 from pipeline.search import SearchBackend
+from pipeline.search.queries import find_stories, parse_filters
 from tests.conftest import Isolated
 from tests.integration.helpers import articles_in_engine
 

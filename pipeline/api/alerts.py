@@ -1,0 +1,183 @@
+"""The subscriptions REST API (`newsflow api`): the CLI's store and validation, scoped by API key.
+
+An API key stands for its owner; every route reads and writes only that owner's subscriptions, and another
+owner's id answers 404 exactly like a missing one, so ids cannot be probed. Only SHA-256 hashes of keys are
+configured (`api.keys`), so the config never holds a usable secret. The OpenAPI document is `/openapi.json`
+(browsable at `/docs`).
+
+No `from __future__ import annotations` here: FastAPI reads the routes' annotations at runtime, and the
+dependency aliases are local to `create_app`.
+"""
+
+import hashlib
+import logging
+import secrets
+import threading
+from http import HTTPStatus
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Security, status
+from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader
+from pydantic import BaseModel
+
+from pipeline import __version__
+from pipeline.alerts.models import Subscription, SubscriptionSpec
+from pipeline.alerts.store import SubscriptionStore
+from pipeline.errors import ConflictError, NewsflowError, QueryError, StackError
+from pipeline.search import connect
+from pipeline.search.backend import describe_unreachable
+from pipeline.search.queries import parse_since
+from pipeline.settings import AlertSettings, ApiKey, Settings
+
+log = logging.getLogger(__name__)
+
+API_KEY_HEADER = "X-API-Key"
+KEY_BYTES = 32
+
+
+class StoryMatch(BaseModel):
+    """A recent story that the subscription would have matched."""
+
+    story_id: str
+    title: str
+
+
+def hash_key(key: str) -> str:
+    """What `api.keys` holds for a key: its hex SHA-256."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def new_key() -> str:
+    """A fresh random key (URL-safe, 256 bits)."""
+    return secrets.token_urlsafe(KEY_BYTES)
+
+
+class KeyRing:
+    """Key hash -> owner. Looking up the hash of a high-entropy key leaks nothing useful through timing."""
+
+    def __init__(self, keys: list[ApiKey]) -> None:
+        self._owners = {k.sha256: k.owner for k in keys}
+
+    def owner(self, key: str | None) -> str | None:
+        return self._owners.get(hash_key(key)) if key else None
+
+
+class LazyStore:
+    """Connects on first use, so the API starts (and answers 401/422) while the search engine is still down."""
+
+    def __init__(self, settings: Settings, alerts: AlertSettings) -> None:
+        self.settings, self.alerts = settings, alerts
+        self._store: SubscriptionStore | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> SubscriptionStore:
+        with self._lock:
+            if self._store is None:
+                self._store = SubscriptionStore(connect(self.settings.search), self.alerts)
+            return self._store
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The API for these settings (a factory, so tests and `newsflow api` build the same thing)."""
+    alerts = settings.alerts
+    keys = KeyRing(settings.api.keys)
+    store_of = LazyStore(settings, alerts)
+    api_key = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="an API key from `api.keys`")
+    app = FastAPI(
+        title="newsflow subscriptions",
+        version=__version__,
+        description="Alert subscriptions: tell a person once per story. Every route needs an `X-API-Key`.",
+    )
+
+    def owner(key: Annotated[str | None, Security(api_key)]) -> str:
+        found = keys.owner(key)
+        if found is None:
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                f"missing or invalid API key (send it in the {API_KEY_HEADER} header)",
+                headers={"WWW-Authenticate": API_KEY_HEADER},
+            )
+        return found
+
+    # The store is reached inside the routes, not as a dependency: FastAPI resolves dependencies before it
+    # validates the body, and a malformed request must be a 422 even while the search engine is down.
+    Owner = Annotated[str, Depends(owner)]
+
+    def own(sub_id: str, who: str) -> Subscription:
+        found = store_of().get(sub_id, who)
+        if found is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no subscription {sub_id}")
+        return found
+
+    @app.exception_handler(QueryError)
+    def _invalid(request: Request, exc: QueryError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=HTTPStatus.UNPROCESSABLE_ENTITY)
+
+    @app.exception_handler(ConflictError)
+    def _conflict(request: Request, exc: ConflictError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_409_CONFLICT)
+
+    @app.exception_handler(NewsflowError)
+    def _newsflow(request: Request, exc: NewsflowError) -> JSONResponse:
+        code = status.HTTP_503_SERVICE_UNAVAILABLE if isinstance(exc, StackError) else status.HTTP_400_BAD_REQUEST
+        return JSONResponse({"detail": str(exc)}, status_code=code)
+
+    @app.exception_handler(Exception)
+    def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if unreachable := describe_unreachable(exc):
+            return JSONResponse({"detail": unreachable}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
+        log.exception("%s %s failed", request.method, request.url.path)
+        detail = f"internal error: {type(exc).__name__} (details in the API's log)"
+        return JSONResponse({"detail": detail}, status_code=status.HTTP_500_INTERNAL_SERVER_ERROR)
+
+    @app.post("/subscriptions", status_code=status.HTTP_201_CREATED, response_model=Subscription)
+    def create(spec: SubscriptionSpec, who: Owner) -> Subscription:
+        """Subscribe; a query the search engine cannot parse is refused (422) and nothing is stored."""
+        return store_of().add(Subscription(**spec.model_dump(), owner=who))
+
+    @app.get("/subscriptions", response_model=list[Subscription])
+    def list_(who: Owner) -> list[Subscription]:
+        """Your subscriptions, oldest first."""
+        return store_of().list(who)
+
+    @app.get("/subscriptions/{sub_id}", response_model=Subscription)
+    def get(sub_id: str, who: Owner) -> Subscription:
+        return own(sub_id, who)
+
+    @app.put("/subscriptions/{sub_id}", response_model=Subscription)
+    def replace(sub_id: str, spec: SubscriptionSpec, who: Owner) -> Subscription:
+        """Replace a subscription's spec (id, owner and creation time stay); validated like a new one."""
+        saved = store_of().replace(sub_id, who, spec)
+        if saved is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no subscription {sub_id}")
+        return saved
+
+    @app.delete("/subscriptions/{sub_id}", status_code=status.HTTP_204_NO_CONTENT)
+    def delete(sub_id: str, who: Owner) -> None:
+        if not store_of().delete(sub_id, who):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no subscription {sub_id}")
+
+    @app.get("/subscriptions/{sub_id}/test", response_model=list[StoryMatch])
+    def test(
+        sub_id: str,
+        who: Owner,
+        since: Annotated[str, Query(description="how far back, e.g. 24h, 7d (as `newsflow search --since`)")] = "7d",
+    ) -> list[StoryMatch]:
+        """Recent stories this subscription would have matched (newest first)."""
+        look_back = parse_since(since, "since")  # a malformed value is a QueryError: 422 with the reason
+        sub = own(sub_id, who)
+        found = store_of().recent_matches(sub, settings.search.indices.articles, look_back, alerts.test_stories)
+        return [StoryMatch(story_id=story_id, title=title) for story_id, title in found]
+
+    return app
+
+
+def serve(settings: Settings) -> int:
+    """`newsflow api`: serve until Ctrl-C/SIGTERM (uvicorn handles both)."""
+    import uvicorn
+
+    if not settings.api.keys:
+        log.warning("no API keys configured (api.keys): every request will be refused; see `newsflow api key`")
+    uvicorn.run(create_app(settings), host=settings.api.host, port=settings.api.port, log_level="info")
+    return 0

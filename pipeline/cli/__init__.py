@@ -1,0 +1,5 @@
+"""The `newsflow` command line: `commands` parses and dispatches; one module per command group."""
+
+from pipeline.cli.commands import main
+
+__all__ = ["main"]

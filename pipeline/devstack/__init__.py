@@ -1,0 +1,1 @@
+"""Tools around the product: the local Kafka + OpenSearch, process supervision, the demo."""

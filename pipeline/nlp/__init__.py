@@ -1,0 +1,1 @@
+"""Reading an article: language, canonical named entities (spaCy + gazetteer), text features."""

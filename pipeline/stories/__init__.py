@@ -1,0 +1,1 @@
+"""Filing articles into stories: duplicates, the story engine, upkeep and merges."""
