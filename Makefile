@@ -61,6 +61,7 @@ chaos: stack-up
 lint: setup
 	@$(VENV)/bin/ruff check pipeline tests
 	@$(VENV)/bin/mypy pipeline
+	@$(PY) -m pipeline.evaluation.layout
 
 eval: setup
 	@$(PY) -m pipeline.evaluation.clusters

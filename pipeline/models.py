@@ -59,9 +59,10 @@ class Entity(_Message):
 
 
 class DedupFeatures(_Message):
-    """What story assignment needs from one article (`pipeline.stories.dedup.features`), computed once: by the parallel
-    tagging stage, so the one ordered assign stage only assigns. `recipe` names the code version and the settings
-    that shaped them; the assign stage recomputes features made by another recipe (say, during a config change)."""
+    """What story assignment needs from one article (`pipeline.stories.features.features`), computed once: by the
+    parallel tagging stage, so the one ordered assign stage only assigns. `recipe` names the code version and the
+    settings that shaped them; the assign stage recomputes features made by another recipe (say, during a config
+    change)."""
 
     schema_version: Literal[1] = 1
     recipe: str
@@ -72,7 +73,7 @@ class DedupFeatures(_Message):
     keys: tuple[str, ...] = Field(description="exact-copy keys: canonical URL, body or title fingerprint")
     time: float = Field(description="event time, epoch seconds")
     title_quality: float
-    # Event facts that tell look-alike events apart (`StoryEngine._conflicts`)
+    # Event facts that tell look-alike events apart (`pipeline.stories.scoring.conflicts`)
     years: frozenset[str]
     people: frozenset[str]
     places: frozenset[str]

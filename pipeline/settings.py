@@ -127,7 +127,7 @@ class WorkerSettings(_Section):
 
 
 class DedupSettings(_Section):
-    """Story clustering (`pipeline/stories/dedup.py`). Defaults are principled, not fitted to one evaluation file."""
+    """Story clustering (`pipeline/stories/`). Defaults are principled, not fitted to one evaluation file."""
 
     story_window_hours: float = Field(72.0, gt=0, description="a story closes after this long without news")
     similarity_threshold: float = Field(

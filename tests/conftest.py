@@ -17,7 +17,7 @@ from pipeline.settings import Settings, get_settings, load_settings
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Settings]:
     """The real local stack, started on demand (set NEWSFLOW_KEEP_STACK=1 to leave it running)."""
-    from pipeline.devstack import stack as local_stack
+    from pipeline import devstack as local_stack
 
     settings = get_settings()
     was_up = all(c.healthy for c in local_stack.status(settings))

@@ -21,17 +21,15 @@ Stories that missed their period's digest (written after it was sealed) go out w
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from pipeline.alerts.alert_log import AlertLog
 from pipeline.alerts.models import Alert, Digest, DigestFrequency, DigestItem
 from pipeline.alerts.models import dedup_key as make_key
 from pipeline.alerts.periods import DIGEST_FREQUENCIES, cut, period_length
 from pipeline.alerts.store import SubscriptionStore, create_index, refresh_story
 from pipeline.search.backend import SearchBackend
 from pipeline.settings import AlertSettings
-
-if TYPE_CHECKING:  # dispatch imports this module
-    from pipeline.alerts.dispatch import AlertLog
 
 MAX_SUBSCRIPTIONS = 10_000  # subscriptions with a digest due, per frequency and flush
 

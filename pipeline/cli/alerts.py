@@ -155,7 +155,7 @@ def cmd_subscriptions(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.alerts.dispatch import AlertLog
+    from pipeline.alerts.alert_log import AlertLog
     from pipeline.search import connect
 
     if args.action == "run":

@@ -22,7 +22,7 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 
 
 def _stack(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.devstack import stack
+    from pipeline import devstack as stack
 
     return stack.cli(args.action, settings)
 
@@ -112,7 +112,7 @@ def _kibana(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cluster(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.stories.dedup import cli_cluster
+    from pipeline.stories.offline import cli_cluster
 
     return cli_cluster(args.input, args.output, settings)
 
@@ -124,7 +124,7 @@ def _tag(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _feed_parse(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.ingest.feeds import cli_parse
+    from pipeline.ingest.parse_cli import cli_parse
 
     return cli_parse(args.inputs, settings)
 

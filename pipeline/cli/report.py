@@ -100,7 +100,7 @@ def index_counts(settings: Settings) -> dict[str, int]:
 
 def component_state(beat: Mapping[str, Any], settings: Settings) -> tuple[str, bool]:
     """A component's state from its heartbeat, and whether that is a problem (alive but stuck)."""
-    from pipeline.devstack import stack
+    from pipeline import devstack as stack
 
     state = beat.get("state") or "running"
     pid = beat.get("pid")
@@ -115,7 +115,7 @@ def component_state(beat: Mapping[str, Any], settings: Settings) -> tuple[str, b
 
 def status(settings: Settings) -> int:
     """`newsflow status`: stack health, each component's heartbeat, consumer lag, index counts."""
-    from pipeline.devstack import stack
+    from pipeline import devstack as stack
 
     problems = 0
     print("stack:")

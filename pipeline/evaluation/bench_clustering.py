@@ -21,7 +21,9 @@ from datetime import UTC, datetime, timedelta
 
 from pipeline.models import Article, TaggedArticle
 from pipeline.settings import load_settings
-from pipeline.stories.dedup import StoryEngine, default_tagger, with_features
+from pipeline.stories.engine import StoryEngine
+from pipeline.stories.features import with_features
+from pipeline.stories.offline import default_tagger
 
 T0 = datetime(2026, 1, 5, tzinfo=UTC)
 FETCH_LAG_MIN = 7.0  # minutes from publication to the poller fetching an item

@@ -414,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--modes", default=",".join(KILL_MODES), help="worker kill modes, taken in turn")
     args = parser.parse_args(argv)
-    from pipeline.devstack import stack
+    from pipeline import devstack as stack
 
     stack.ensure_up(load_settings())
     failed = 0

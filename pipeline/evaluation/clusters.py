@@ -22,7 +22,7 @@ from pathlib import Path
 from pipeline.jsonl import read_articles
 from pipeline.models import TaggedArticle
 from pipeline.settings import DedupSettings, Settings, load_settings
-from pipeline.stories.dedup import Tagger, assign_all, default_tagger, tag_all
+from pipeline.stories.offline import Tagger, assign_all, default_tagger, tag_all
 
 # Fixed seeds: the robustness lines are the same on every run, so a change in them is the engine's doing.
 SHUFFLE_SEED = 13

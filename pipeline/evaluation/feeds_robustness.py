@@ -29,7 +29,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline.errors import FeedError
-from pipeline.ingest.feeds import FUTURE_TOLERANCE, ParsedFeed, cli_parse, parse_feed
+from pipeline.ingest.feeds import FUTURE_TOLERANCE, ParsedFeed, parse_feed
+from pipeline.ingest.parse_cli import cli_parse
 from pipeline.settings import Settings
 
 _HEADER = re.compile(rb"^Header:\s*Content-type:\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)

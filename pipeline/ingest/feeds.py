@@ -2,200 +2,38 @@
 
 feedparser does the tolerant parsing (RSS 0.9x/1.0/2.0, Atom, broken XML, encoding detection from the XML
 declaration, BOMs and the HTTP charset). This module adds what the pipeline needs on top: stable ids,
-canonical links, UTC dates that cannot lie in the future, clean text instead of HTML, and a safety screen
-against XML entity tricks. `cli_parse` is `newsflow feed parse FILE_OR_URL...`.
-
-XML safety, measured with feedparser 6.0.14 / expat 2.5: feedparser strips the DOCTYPE with regular
-expressions and disables external general entities, so `file:///etc/passwd` is never read; a billion-laughs
-payload is stopped by expat's amplification limit, but only after ~1 s and ~70 MB, and the regex stripping
-misses declarations that do not start a line. We therefore refuse, before parsing, any document that
-declares entities other than a few plain-text ones (`_screen_entities`).
+canonical links, UTC dates that cannot lie in the future, and the encoding guess when feedparser fell back
+wrongly; clean text comes from `pipeline/ingest/text.py`, and every document first passes the XML entity
+screen of `pipeline/ingest/xml_safety.py`. `newsflow feed parse` is `pipeline/ingest/parse_cli.py`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import calendar
 import hashlib
 import io
 import itertools
-import json
 import re
-import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from html.parser import HTMLParser
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import feedparser  # type: ignore[import-untyped,unused-ignore]
-import httpx
 
 from pipeline.errors import FeedError
+from pipeline.ingest.text import collapse, html_to_text, one_line, truncate_words
+from pipeline.ingest.xml_safety import screen_entities
 from pipeline.models import Article
 from pipeline.urls import canonical_url
-
-if TYPE_CHECKING:
-    from pipeline.ingest.poller import Response
-    from pipeline.settings import Settings
 
 # A feed clock a little ahead of ours is normal; beyond this a date is wrong and would pin the item on top.
 FUTURE_TOLERANCE = timedelta(minutes=15)
 # When an item has text but no summary, the summary is the start of the text, cut at a word boundary.
 SUMMARY_FROM_TEXT_CHARS = 500
 _DATE_KEYS = ("published_parsed", "updated_parsed", "created_parsed")
-
-# ---------------------------------------------------------------------------------------------------------
-# XML entity screen
-# ---------------------------------------------------------------------------------------------------------
-
-_MAX_SAFE_ENTITIES = 32
-_MAX_ENTITY_VALUE = 64
-# Plain-text internal entity: <!ENTITY name "text"> with no markup, no references but one character reference.
-_SAFE_ENTITY = re.compile(
-    r"""<!ENTITY\s+[\w.:-]+\s+(?:"(?:[^"&<%]*|&#x?[0-9a-fA-F]+;)"|'(?:[^'&<%]*|&#x?[0-9a-fA-F]+;)')\s*>"""
-)
-_ENTITY_DECL = re.compile(r"<!ENTITY\b[^>]*>?")
 _PROLOG_PROBE = 64 * 1024  # bytes sampled for encoding detection
-_SCREEN_CODECS = ("utf-8", "utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be")
-_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
-_ROOT_START = re.compile(r"<[A-Za-z_:]")
-
-
-def _decoded_prologs(content: bytes) -> Iterable[str]:
-    """The prolog (text before the root element) in every encoding an XML parser might read it in.
-
-    We screen UTF-8/16/32 in both byte orders rather than guess the encoding, so a declaration hidden in
-    UTF-16 does not slip by; other encodings used for XML are ASCII-compatible, hence covered by UTF-8. The
-    whole document is searched (a long comment could push the DOCTYPE past any fixed window), but only the
-    prolog is examined, so an article quoting `<!ENTITY` in CDATA is not refused.
-    """
-    for codec in _SCREEN_CODECS:
-        if "<!ENTITY".encode(codec) not in content:
-            continue
-        text = _COMMENT.sub("", content.decode(codec, errors="ignore"))
-        root = _ROOT_START.search(text)
-        yield text[: root.start()] if root else text
-
-
-def _screen_entities(content: bytes) -> None:
-    """Refuse documents declaring external, parameter, nested or many entities (XXE, billion laughs).
-
-    Plain-text entities (`<!ENTITY copy "&#169;">`) are kept: some real feeds use them and they cannot grow.
-    """
-    for text in _decoded_prologs(content):
-        decls = _ENTITY_DECL.findall(text)
-        if len(decls) > _MAX_SAFE_ENTITIES:
-            raise FeedError(
-                f"refusing feed: it declares {len(decls)} XML entities (entity expansion attack?)"
-            )
-        for decl in decls:
-            if not _SAFE_ENTITY.fullmatch(decl) or len(decl) > _MAX_ENTITY_VALUE + 40:
-                kind = "external" if re.search(r"\b(SYSTEM|PUBLIC)\b", decl) else "nested or parameter"
-                raise FeedError(f"refusing feed: it declares an {kind} XML entity ({_one_line(decl, 60)})")
-
-
-# ---------------------------------------------------------------------------------------------------------
-# HTML to text
-# ---------------------------------------------------------------------------------------------------------
-
-_SKIP_TAGS = frozenset(
-    {"script", "style", "noscript", "template", "head", "title", "iframe", "object", "svg"}
-)
-_BLOCK_TAGS = frozenset(
-    {
-        "p", "div", "section", "article", "header", "footer", "aside", "nav", "main", "blockquote", "pre",
-        "ul", "ol", "li", "dl", "dt", "dd", "table", "thead", "tbody", "tr", "h1", "h2", "h3", "h4", "h5",
-        "h6", "figure", "figcaption", "hr", "address", "details", "summary", "form", "fieldset",
-    }
-)  # fmt: skip
-_LINE_TAGS = frozenset({"br", "td", "th"})
-# C1 control characters never belong in text: they are windows-1252 punctuation (curly quotes, dashes, euro)
-# in a feed declared ISO-8859-1, as browsers also read it. Map them back instead of losing them.
-_C1_AS_CP1252 = {
-    cp: bytes([cp]).decode("cp1252") for cp in range(0x80, 0xA0) if cp not in (0x81, 0x8D, 0x8F, 0x90, 0x9D)
-}
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b\ufeff]")
-
-
-class _TextExtractor(HTMLParser):
-    """Collects text, turning block elements into paragraph breaks and dropping non-content elements."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.chunks: list[str] = []
-        self._skip_depth = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _SKIP_TAGS:
-            self._skip_depth += 1
-        elif tag in _BLOCK_TAGS:
-            self.chunks.append("\n\n")
-        elif tag in _LINE_TAGS:
-            self.chunks.append("\n" if tag == "br" else " ")
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag not in _SKIP_TAGS:  # <script/> opens nothing
-            self.handle_starttag(tag, attrs)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in _SKIP_TAGS:
-            self._skip_depth = max(0, self._skip_depth - 1)
-        elif tag in _BLOCK_TAGS:
-            self.chunks.append("\n\n")
-
-    def handle_data(self, data: str) -> None:
-        if not self._skip_depth:
-            self.chunks.append(data)
-
-
-def _collapse(text: str) -> str:
-    """Collapse runs of whitespace; keep single line breaks and paragraph breaks (blank line) between them."""
-    text = _CONTROL.sub("", text.translate(_C1_AS_CP1252)).replace("\r\n", "\n").replace("\r", "\n")
-    paragraphs = []
-    for para in re.split(r"\n\s*\n", text):
-        lines = [" ".join(line.split()) for line in para.split("\n")]
-        joined = "\n".join(line for line in lines if line)
-        if joined:
-            paragraphs.append(joined)
-    return "\n\n".join(paragraphs)
-
-
-def html_to_text(html: str) -> str:
-    """Readable text from an HTML fragment: no tags, scripts or styles; entities decoded; tidy whitespace.
-
-    The stdlib parser is enough here (feed fragments are small and feedparser has already sanitised them) and
-    it never raises on broken markup, so no extra dependency. Block elements become paragraph breaks, `<br>`
-    a line break, table cells a space.
-    """
-    if not html:
-        return ""
-    if "<" not in html and "&" not in html:
-        return _collapse(html)
-    parser = _TextExtractor()
-    try:
-        parser.feed(html)
-        parser.close()
-    except Exception:  # pragma: no cover - html.parser is lenient; belt and braces for odd input
-        return _collapse(re.sub(r"<[^>]*>", " ", html))
-    return _collapse("".join(parser.chunks))
-
-
-def _one_line(text: str, limit: int = 200) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _truncate_words(text: str, limit: int) -> str:
-    """The first `limit` characters of `text`, cut at a word boundary, with an ellipsis if cut."""
-    flat = " ".join(text.split())
-    if len(flat) <= limit:
-        return flat
-    cut = flat[:limit].rsplit(" ", 1)[0] or flat[:limit]
-    return cut.rstrip(" ,;:") + "…"
-
 
 # ---------------------------------------------------------------------------------------------------------
 # Ids, dates, text fields
@@ -247,7 +85,7 @@ def _detail_text(value: str | None, detail: Mapping[str, Any] | None) -> str:
     kind = str((detail or {}).get("type") or "")
     if "html" in kind or "<" in value:
         return html_to_text(value)
-    return _collapse(value)
+    return collapse(value)
 
 
 def _entry_link(entry: Mapping[str, Any], base: str) -> str | None:
@@ -359,8 +197,8 @@ def _bozo_message(result: Mapping[str, Any]) -> str | None:
     if exc is None:
         return "feed is not well-formed"
     if isinstance(exc, str):
-        return _one_line(exc)
-    return _one_line(f"{type(exc).__name__}: {exc}")
+        return one_line(exc)
+    return one_line(f"{type(exc).__name__}: {exc}")
 
 
 _FALLBACK_ENCODINGS = frozenset({"windows-1252", "iso-8859-2"})
@@ -441,12 +279,12 @@ def parse_feed(
     """
     if not content or not content.strip():
         raise FeedError("empty document")
-    _screen_entities(content)
+    screen_entities(content)
     base = base_url or feed_url
     try:
         result = _parse_bytes(content, content_type)
     except Exception as exc:  # feedparser is tolerant, but a parser crash must stay one line for the caller
-        raise FeedError(f"feed parser failed: {_one_line(f'{type(exc).__name__}: {exc}')}") from None
+        raise FeedError(f"feed parser failed: {one_line(f'{type(exc).__name__}: {exc}')}") from None
     if (guess := _guess_encoding(content, result)) is not None:
         retry = _parse_bytes(content, f"application/xml; charset={guess}")
         if len(retry.get("entries") or []) >= len(result.get("entries") or []):
@@ -504,7 +342,7 @@ def _entry_article(
     text = _entry_text(entry)
     if text and (not summary or summary == text):
         # feedparser copies content:encoded into the summary when there is no description: keep it short.
-        summary = _truncate_words(text, SUMMARY_FROM_TEXT_CHARS)
+        summary = truncate_words(text, SUMMARY_FROM_TEXT_CHARS)
     if not (title or url or text or summary):
         return None
     guid = entry.get("id") if isinstance(entry.get("id"), str) else None
@@ -522,72 +360,3 @@ def _entry_article(
         published=normalise_published(parsed_date, fetched_at),
         fetched_at=fetched_at,
     )
-
-
-# ---------------------------------------------------------------------------------------------------------
-# `newsflow feed parse`
-# ---------------------------------------------------------------------------------------------------------
-
-
-def fetch_feed(url: str, settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None) -> Response:
-    """GET a feed exactly as the poller does (`pipeline.ingest.poller.fetch`: URL safety on every redirect hop,
-    timeout, size cap), without conditional headers. `transport` is for tests (httpx.MockTransport)."""
-    from pipeline.ingest.poller import fetch, http_client  # the poller imports this module: import when needed
-
-    async def get() -> Response:
-        async with http_client(settings.poller, transport) as client:
-            return await fetch(client, url, settings.poller)
-
-    return asyncio.run(get())
-
-
-def _load(source: str, settings: Settings) -> tuple[bytes, str, str | None, str]:
-    """(content, feed_url, content_type, base_url) for a file path or an http(s) URL."""
-    scheme = urlsplit(source).scheme.lower() if "://" in source else ""
-    if scheme in ("http", "https"):
-        response = fetch_feed(source, settings)
-        return response.content, source, response.headers.get("content-type"), response.final_url
-    if scheme:
-        raise FeedError(f"unsupported input {source!r}: give a file path or an http(s) URL")
-    path = Path(source)
-    try:
-        content = path.read_bytes()
-    except OSError as exc:
-        raise FeedError(f"cannot read {source}: {exc.strerror or exc}") from None
-    return content, path.resolve().as_uri(), None, path.resolve().as_uri()
-
-
-def cli_parse(inputs: list[str], settings: Settings) -> int:
-    """`newsflow feed parse FILE_OR_URL...`: one JSON line per Article, or one {"feed", "error"} per bad feed.
-
-    Exit 0 when every input was processed (an unparseable feed is processed: its error was printed), 1 when
-    some input could not be read or fetched. Warnings go to stderr as single lines.
-    """
-    status = 0
-    out = sys.stdout
-    for source in inputs:
-        fetched_at = datetime.now(UTC)
-        try:
-            content, feed_url, content_type, base = _load(source, settings)
-        except FeedError as exc:
-            print(json.dumps({"feed": source, "error": str(exc)}, ensure_ascii=False), file=out, flush=True)
-            status = 1
-            continue
-        try:
-            parsed = parse_feed(
-                content, feed_url=feed_url, fetched_at=fetched_at, content_type=content_type, base_url=base
-            )
-        except FeedError as exc:
-            print(json.dumps({"feed": source, "error": str(exc)}, ensure_ascii=False), file=out, flush=True)
-            continue
-        except Exception as exc:  # a bug must still be one line, never a traceback, and must not stop the run
-            message = f"internal error: {_one_line(f'{type(exc).__name__}: {exc}')}"
-            print(json.dumps({"feed": source, "error": message}, ensure_ascii=False), file=out, flush=True)
-            status = 1
-            continue
-        for article in parsed.items:
-            out.write(json.dumps(article.model_dump(mode="json"), ensure_ascii=False) + "\n")
-        out.flush()
-        for warning in parsed.warnings:
-            print(f"warning: {source}: {warning}", file=sys.stderr)
-    return status

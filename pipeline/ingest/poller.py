@@ -3,8 +3,10 @@
 Exactly once into the articles topic: a poll's new items and the feed's state record (validators, schedule, the
 ids of the document just read) are produced in one Kafka transaction (`pipeline/ingest/outbox.py`), so a poller killed
 at any moment leaves either both or neither; a restarted poller, or another one taking the feed over, reads the
-committed state and does not re-emit what the last document held. A local SQLite seen-store (updated after the
-commit, aged out) remembers older items. Conditional GET (ETag / Last-Modified) keeps unchanged feeds cheap.
+committed state and does not re-emit what the last document held. A local SQLite seen-store
+(`pipeline/ingest/seen.py`, updated after the commit, aged out) remembers older items. Conditional GET (ETag /
+Last-Modified) keeps unchanged feeds cheap; fetching is `pipeline/ingest/fetch.py`, parsing
+`pipeline/ingest/feeds.py`.
 
 Each feed has its own next-due time (`pipeline/ingest/schedule.py`): adaptive to its posting rate within min/max,
 stretched by `<ttl>` / Cache-Control max-age, delayed by 429/503 Retry-After, backed off exponentially on errors
@@ -26,22 +28,21 @@ import os
 import random
 import signal
 import socket
-import sqlite3
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 
 from pipeline import status
 from pipeline.errors import FeedError
 from pipeline.ingest.feeds import parse_feed
+from pipeline.ingest.fetch import Response, fetch, http_client
 from pipeline.ingest.outbox import Record, TransactionalOutbox
-from pipeline.ingest.safety import check_feed_url, needs_dns
+from pipeline.ingest.results import FeedResult, PollTotals
 from pipeline.ingest.schedule import (
     MAX_RECENT_IDS,
     Bounds,
@@ -51,134 +52,19 @@ from pipeline.ingest.schedule import (
     error_delay,
     jittered,
     now_s,
-    parse_retry_after,
     record_new_items,
     success_interval,
 )
+from pipeline.ingest.seen import SeenStore
 from pipeline.models import Article
-from pipeline.settings import FeedConfig, PollerSettings, Settings
+from pipeline.settings import FeedConfig, Settings
 from pipeline.stream import bus
 
 log = logging.getLogger(__name__)
 
 
-MAX_REDIRECTS = 5
 HEARTBEAT_S = 5.0
 EXPIRE_EVERY_S = 3600.0
-
-
-@dataclass
-class FeedResult:
-    """What one poll of one feed did."""
-
-    url: str
-    ok: bool
-    status: int | None = None
-    new_items: int = 0
-    seen_items: int = 0
-    not_modified: bool = False
-    error: str | None = None
-
-
-@dataclass
-class PollTotals:
-    cycles: int = 0
-    polled: int = 0
-    failed: int = 0
-    produced: int = 0
-    last_errors: dict[str, str] = field(default_factory=dict)
-
-    def add(self, results: Iterable[FeedResult]) -> None:
-        for r in results:
-            self.polled += 1
-            self.produced += r.new_items
-            if r.ok:
-                self.last_errors.pop(r.url, None)
-            else:
-                self.failed += 1
-                self.last_errors[r.url] = r.error or "failed"
-
-
-class SeenStore:
-    """Durable, bounded memory of produced item ids and per-feed validators (ETag / Last-Modified)."""
-
-    def __init__(self, path: Path, ttl_days: float) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.ttl_s = ttl_days * 86400
-        self.db = sqlite3.connect(path)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: survives a process crash, cheap commits
-        self.db.execute("PRAGMA busy_timeout=10000")  # pollers on one machine may share the file
-        self.db.execute("CREATE TABLE IF NOT EXISTS seen (id TEXT PRIMARY KEY, seen_at REAL NOT NULL)")
-        self.db.execute(
-            "CREATE TABLE IF NOT EXISTS feeds (url TEXT PRIMARY KEY, etag TEXT, last_modified TEXT,"
-            " status INTEGER, last_success REAL, last_error TEXT)"
-        )
-        self.db.commit()
-
-    def unseen(self, ids: list[str]) -> set[str]:
-        if not ids:
-            return set()
-        marks = ",".join("?" * len(ids))
-        known = {row[0] for row in self.db.execute(f"SELECT id FROM seen WHERE id IN ({marks})", ids)}
-        return set(ids) - known
-
-    def mark(self, ids: Iterable[str]) -> None:
-        now = time.time()
-        self.db.executemany("INSERT OR REPLACE INTO seen VALUES (?, ?)", [(i, now) for i in ids])
-        self.db.commit()
-
-    def expire(self) -> int:
-        cur = self.db.execute("DELETE FROM seen WHERE seen_at < ?", (time.time() - self.ttl_s,))
-        self.db.commit()
-        return cur.rowcount
-
-    def saved_validators(self, url: str) -> tuple[str | None, str | None]:
-        """(ETag, Last-Modified) of the feed's last successful response, so a restart still sends a conditional
-        GET; (None, None) for a feed never fetched."""
-        row = self.db.execute("SELECT etag, last_modified FROM feeds WHERE url = ?", (url,)).fetchone()
-        return (row[0], row[1]) if row else (None, None)
-
-    def record(self, result: FeedResult, etag: str | None = None, last_modified: str | None = None) -> None:
-        now = time.time()
-        if result.ok:
-            self.db.execute(
-                "INSERT INTO feeds (url, etag, last_modified, status, last_success, last_error)"
-                " VALUES (?, ?, ?, ?, ?, NULL) ON CONFLICT(url) DO UPDATE SET"
-                " etag=COALESCE(excluded.etag, feeds.etag),"
-                " last_modified=COALESCE(excluded.last_modified, feeds.last_modified),"
-                " status=excluded.status, last_success=excluded.last_success, last_error=NULL",
-                (result.url, etag, last_modified, result.status, now),
-            )
-        else:
-            self.db.execute(
-                "INSERT INTO feeds (url, status, last_error) VALUES (?, ?, ?) ON CONFLICT(url) DO UPDATE SET"
-                " status=excluded.status, last_error=excluded.last_error",
-                (result.url, result.status, result.error),
-            )
-        self.db.commit()
-
-    def close(self) -> None:
-        self.db.close()
-
-
-class FetchError(FeedError):
-    """A failed fetch that may carry the server's wish about when to come back (429/503 Retry-After)."""
-
-    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.retry_after = retry_after
-
-
-@dataclass
-class Response:
-    status: int
-    content: bytes
-    final_url: str
-    headers: httpx.Headers
-    permanent_url: str | None = None  # where a chain of 301/308 from the start led (the feed has moved)
-
 
 MoveSink = Callable[[FeedConfig], None]
 
@@ -514,68 +400,6 @@ class Poller:
             "failing_feeds": dict(list(t.last_errors.items())[:20]),
             **self.status_extra,
         }
-
-
-def http_client(cfg: PollerSettings, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
-    """One client for all feeds: connection reuse per host; httpx sends Accept-Encoding gzip/deflate and
-    decodes the body, so the size cap in `fetch` applies to the decompressed bytes (zip bombs stop there).
-    `transport` is for tests (httpx.MockTransport)."""
-    headers = {
-        "User-Agent": cfg.user_agent,
-        "Accept": "application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.5",
-    }
-    limits = httpx.Limits(max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency)
-    return httpx.AsyncClient(
-        timeout=cfg.timeout_s, headers=headers, follow_redirects=False, limits=limits, transport=transport
-    )
-
-
-async def fetch(
-    client: httpx.AsyncClient, url: str, cfg: PollerSettings, validators: dict[str, str] | None = None
-) -> Response:
-    """GET with conditional headers, URL safety on every redirect hop, and a size cap.
-
-    Redirects are followed by hand so each hop is checked (a public URL redirecting to 169.254.169.254 is
-    the classic SSRF path) and so a chain of permanent ones (301/308) from the start can move the feed.
-    `newsflow feed parse URL` uses it too (`pipeline.ingest.feeds.fetch_feed`).
-    """
-    current = url
-    permanent: str | None = None
-    chain_permanent = True
-    try:
-        for _ in range(MAX_REDIRECTS + 1):
-            if needs_dns(current, cfg.allow_private_hosts):  # resolving blocks: not on the event loop
-                await asyncio.to_thread(check_feed_url, current, cfg.allow_private_hosts)
-            else:
-                check_feed_url(current, cfg.allow_private_hosts)
-            async with client.stream("GET", current, headers=validators) as resp:
-                if resp.is_redirect and resp.headers.get("location"):
-                    current = urljoin(current, resp.headers["location"])
-                    chain_permanent = chain_permanent and resp.status_code in (301, 308)
-                    permanent = current if chain_permanent else permanent
-                    continue
-                if resp.status_code == 304:
-                    return Response(304, b"", current, resp.headers, permanent)
-                if resp.status_code >= 400:
-                    retry = parse_retry_after(resp.headers.get("retry-after"), now_s())
-                    raise FetchError(
-                        f"HTTP {resp.status_code} {resp.reason_phrase} from {current}"
-                        + (f" (retry after {retry:.0f} s)" if retry is not None else ""),
-                        status=resp.status_code,
-                        retry_after=retry if resp.status_code in (429, 503) else None,
-                    )
-                declared = resp.headers.get("content-length", "")
-                if declared.isdigit() and int(declared) > cfg.max_bytes and not resp.headers.get("content-encoding"):
-                    raise FetchError(f"response larger than poller.max_bytes ({cfg.max_bytes} bytes)")
-                body = bytearray()
-                async for chunk in resp.aiter_bytes():
-                    body.extend(chunk)
-                    if len(body) > cfg.max_bytes:
-                        raise FetchError(f"response larger than poller.max_bytes ({cfg.max_bytes} bytes)")
-                return Response(resp.status_code, bytes(body), current, resp.headers, permanent)
-    except httpx.HTTPError as exc:
-        raise FetchError(f"cannot fetch {current}: {type(exc).__name__}: {exc}".rstrip(": ")) from None
-    raise FetchError(f"more than {MAX_REDIRECTS} redirects from {url}")
 
 
 def load_states(settings: Settings) -> dict[str, FeedState]:

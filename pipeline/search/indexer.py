@@ -11,20 +11,18 @@ again after a crash or a consumer-group rebalance overwrites itself instead of d
 
 from __future__ import annotations
 
-import collections
 import gc
 import json
 import logging
-import queue
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import CommitFailedError
 from pydantic import ValidationError
@@ -34,38 +32,18 @@ from pipeline.errors import first_problem
 from pipeline.models import DeadLetter, EnrichedArticle, StoryMove, is_story_move
 from pipeline.search import BulkOutcome, SearchBackend, connect
 from pipeline.search.backend import describe_unreachable
+from pipeline.search.bulk import BulkWriter, Item, Message, Prepared, StoryRevisions, Written
 from pipeline.search.documents import bulk_actions, unindexable_reason
 from pipeline.search.encoding import encode_action
 from pipeline.settings import Settings
 from pipeline.stream import bus
+from pipeline.stream.batches import next_offsets
 
 log = logging.getLogger(__name__)
 
-Item = tuple[dict[str, Any], bytes]  # a bulk action and its encoded lines
-Message = EnrichedArticle | StoryMove  # what the enriched topic carries
 # Tracked objects a batch allocates per article (model, entities, story, document, action), roughly: the
 # collector's young generation is sized to a few batches of them (see `_collector_for_batches`).
 _GC_OBJECTS_PER_ARTICLE = 100
-
-
-@dataclass
-class Prepared:
-    """One batch ready to send: parsed messages (with their records), early dead letters, bulk actions with
-    their encoded lines."""
-
-    parsed: list[tuple[ConsumerRecord, Message]]
-    dead: list[DeadLetter]
-    items: list[Item]
-    moves: int = 0  # story moves among the messages: written only after every earlier batch (see `_loop`)
-
-
-@dataclass
-class Written:
-    """What writing one batch produced: records to dead-letter and how many articles were acknowledged."""
-
-    dead: list[DeadLetter]
-    indexed: int
-    stale_skipped: int = 0  # story snapshots left out as older than one the engine holds
 
 
 @dataclass
@@ -79,137 +57,6 @@ class IndexerStats:
     last_error: str | None = None
     started: float = field(default_factory=time.time)
     last_commit_at: float | None = None  # time.monotonic() of the last successful commit (benchmarks)
-
-
-class StoryRevisions:
-    """The newest story revision this indexer knows the engine holds, for the most recently written stories.
-
-    Story documents are written with external versioning, so a snapshot older than the indexed one is refused
-    (409) anyway; with several partitions, snapshots of one story arrive out of order and many are. Knowing
-    the acknowledged revision lets the indexer leave those out of the request instead of making the engine
-    parse and refuse them. Only acknowledged writes count (a 409 also proves the engine holds a newer one),
-    so a snapshot is skipped only when the engine would refuse it; equal revisions are still sent (a replay
-    rewrites itself, as before). Bounded: the least recently written stories are forgotten first, which only
-    means their old snapshots are sent and refused by the engine as before.
-    """
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._known: dict[str, int] = {}
-        self._lock = threading.Lock()  # shared by the writer threads
-
-    def drop_stale(self, items: list[Item]) -> list[Item]:
-        """The items without story snapshots older than the acknowledged revision of their story."""
-        known = self._known
-        if not known:
-            return items
-        with self._lock:
-            return [
-                (a, line)
-                for a, line in items
-                if "version_type" not in a or a["version"] >= known.get(a["_id"], a["version"])
-            ]
-
-    def record(self, outcomes: list[BulkOutcome]) -> None:
-        """Remember the revisions the engine acknowledged (written, or refused because it holds a newer one)."""
-        if self.capacity <= 0:
-            return
-        known = self._known
-        acknowledged = [o.action for o in outcomes if "version_type" in o.action and (o.ok or o.stale_version)]
-        with self._lock:
-            for action in acknowledged:
-                story, revision = action["_id"], action["version"]
-                revision = max(revision, known.pop(story, revision))
-                known[story] = revision  # re-inserted: the newest entries are at the end
-            while len(known) > self.capacity:
-                del known[next(iter(known))]
-
-
-Done = tuple[list[ConsumerRecord], Written | BaseException]
-
-
-class BulkWriter:
-    """Writer threads: write prepared batches, up to `workers` at a time, and hand the results back in order.
-
-    A worker takes the next batch itself the moment it is free, so the engine does not wait for the consumer
-    thread to wake up, notice and hand over more work. With two or more workers, two bulk requests are in
-    flight: a single request is indexed by one engine thread, so one at a time leaves a core idle. At most
-    `ahead` batches are handed over and not yet settled, which bounds memory and how far writes run ahead of
-    commits. Workers never touch Kafka. Results come back in submission order whatever order the requests
-    finish in, so offsets are committed in order; after a batch fails (an exception), no batch not yet
-    started is written: the consumer thread must not commit past a batch that was not acknowledged.
-    """
-
-    def __init__(self, write: Callable[[Prepared], Written], *, workers: int = 1, ahead: int | None = None) -> None:
-        self.ahead = max(ahead or workers + 1, workers)
-        self._write = write
-        self._todo: queue.SimpleQueue[tuple[int, Prepared] | None] = queue.SimpleQueue()
-        self._results: dict[int, Written | BaseException] = {}
-        self._waiting: collections.deque[tuple[int, list[ConsumerRecord]]] = collections.deque()
-        self._finished = threading.Condition()
-        self._failure: BaseException | None = None  # the first batch that failed: later ones are not written
-        self._closing = False
-        self._next_seq = 0
-        self._threads = [
-            threading.Thread(target=self._loop, name=f"bulk-writer-{n}", daemon=True) for n in range(workers)
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    @property
-    def pending(self) -> int:
-        """Batches handed over whose result has not been taken yet."""
-        return len(self._waiting)
-
-    @property
-    def full(self) -> bool:
-        return self.pending >= self.ahead
-
-    def submit(self, records: list[ConsumerRecord], prepared: Prepared) -> None:
-        seq, self._next_seq = self._next_seq, self._next_seq + 1
-        self._waiting.append((seq, records))
-        self._todo.put((seq, prepared))
-
-    def next_done(self, *, block: bool) -> tuple[list[ConsumerRecord], Written] | None:
-        """The oldest batch once finished (waiting for it if `block`), or None; re-raises its failure."""
-        if not self._waiting:
-            return None
-        seq, records = self._waiting[0]
-        with self._finished:
-            if block:
-                self._finished.wait_for(lambda: seq in self._results)
-            elif seq not in self._results:
-                return None
-            result = self._results.pop(seq)
-        self._waiting.popleft()
-        if isinstance(result, BaseException):
-            raise result
-        return records, result
-
-    def close(self) -> None:
-        """Let the batches being written finish, then stop the threads (batches not yet started are dropped)."""
-        self._closing = True
-        for _ in self._threads:
-            self._todo.put(None)
-        for thread in self._threads:
-            thread.join()
-
-    def _loop(self) -> None:
-        while (item := self._todo.get()) is not None:
-            seq, prepared = item
-            if self._closing:
-                continue
-            result: Written | BaseException
-            if self._failure is not None:  # not written: it stays uncommitted, and the cause is raised for it
-                result = self._failure
-            else:
-                try:
-                    result = self._write(prepared)
-                except BaseException as exc:  # handed to the consumer thread, which raises it
-                    self._failure = result = exc
-            with self._finished:
-                self._results[seq] = result
-                self._finished.notify_all()
 
 
 class Indexer:
@@ -373,7 +220,7 @@ class Indexer:
         """Commit the batch. If the group rebalanced meanwhile (a long outage outlasts `max.poll.interval.ms`),
         the commit is refused: the records come again, to this or another indexer, and overwrite themselves."""
         try:
-            self.consumer.commit(offsets=commit_offsets(records))
+            self.consumer.commit(offsets=next_offsets(records))
         except CommitFailedError as exc:
             self.stats.uncommitted_batches += 1
             log.warning("batch indexed but its offsets not committed (%s); it will be delivered again", exc)
@@ -438,12 +285,6 @@ def _collector_for_batches(young_objects: int) -> Iterator[None]:
         gc.unfreeze()
 
 
-def parse_records(records: list[ConsumerRecord], topic: str) -> tuple[list[EnrichedArticle], list[DeadLetter]]:
-    """Valid articles; anything invalid becomes a dead letter saying why (story moves are left out)."""
-    parsed, dead = parse_batch(records, topic)
-    return [m for _, m in parsed if isinstance(m, EnrichedArticle)], dead
-
-
 def parse_batch(
     records: list[ConsumerRecord], topic: str
 ) -> tuple[list[tuple[ConsumerRecord, Message]], list[DeadLetter]]:
@@ -498,17 +339,6 @@ def rejection_letters(
                 )
             )
     return letters
-
-
-def commit_offsets(records: list[ConsumerRecord]) -> dict[TopicPartition, Any]:
-    """Next offset to read per partition (Kafka commits the position *after* the last processed record)."""
-    from kafka.structs import OffsetAndMetadata
-
-    highest: dict[TopicPartition, int] = {}
-    for r in records:
-        tp = TopicPartition(r.topic, r.partition)
-        highest[tp] = max(highest.get(tp, -1), r.offset)
-    return {tp: OffsetAndMetadata(off + 1, "", -1) for tp, off in highest.items()}
 
 
 def run(settings: Settings) -> int:

@@ -19,7 +19,8 @@ from kafka.consumer.fetcher import ConsumerRecord
 
 from pipeline.models import DeadLetter, EnrichedArticle, StoryMove, TaggedArticle
 from pipeline.settings import Settings
-from pipeline.stories.dedup import StoryEngine, story_moves
+from pipeline.stories.engine import StoryEngine
+from pipeline.stories.upkeep import story_moves
 from pipeline.stream.codec import Output, Record, StageResult, dead_letter, decode
 from pipeline.stream.state import ChangelogState
 

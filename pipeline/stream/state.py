@@ -55,7 +55,7 @@ class ChangelogTable(MutableMapping[str, V]):
 
 
 class ChangelogState:
-    """The story engine's store (`stories`, `articles`, `keys`; see `pipeline.stories.dedup.StateStore`)."""
+    """The story engine's store (`stories`, `articles`, `keys`; see `pipeline.stories.store.StateStore`)."""
 
     def __init__(self) -> None:
         self.stories: ChangelogTable[dict[str, Any]] = ChangelogTable()

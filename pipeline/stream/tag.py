@@ -15,7 +15,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from pipeline.models import Article, DeadLetter, TaggedArticle
 from pipeline.nlp.entities import EntityTagger
 from pipeline.settings import Settings
-from pipeline.stories.dedup import with_features
+from pipeline.stories.features import with_features
 from pipeline.stream import bus
 from pipeline.stream.codec import Output, StageResult, dead_letter, decode
 

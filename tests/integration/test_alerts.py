@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import status
-from pipeline.alerts.dispatch import AlertLog
+from pipeline.alerts.alert_log import AlertLog
 from pipeline.alerts.models import EmailChannel, Subscription, WebhookChannel, dedup_key
 from pipeline.alerts.store import SubscriptionStore
 from pipeline.devstack.demo import AlertReceiver

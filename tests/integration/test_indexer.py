@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.devstack import stack as local_stack
+from pipeline import devstack as local_stack
 from pipeline.models import EnrichedArticle, Story
 from pipeline.search import SearchBackend, connect
 from pipeline.search import templates as tpl

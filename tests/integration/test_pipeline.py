@@ -15,13 +15,14 @@ from kafka import KafkaConsumer
 
 from pipeline import status
 from pipeline.devstack.demo import DEMO_DIR, Expected, demo_feeds, expected_outcome, serve_directory
-from pipeline.ingest.poller import FeedResult, Poller
+from pipeline.ingest.poller import Poller
+from pipeline.ingest.results import FeedResult
 from pipeline.models import Article, EnrichedArticle, Story
 from pipeline.search import connect
 from pipeline.search.documents import bulk_actions
 from pipeline.search.queries import find_stories
 from pipeline.settings import FeedConfig, Settings
-from pipeline.stories.dedup import feature_recipe
+from pipeline.stories.features import feature_recipe
 from pipeline.stream import bus
 from tests.conftest import Isolated
 from tests.integration.helpers import indexed_ids, log_tail, read_topic, spawn, stop, wait_until

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from pipeline.devstack import stack
+from pipeline import devstack as stack
 from pipeline.settings import Settings, load_settings
 
 pytestmark = pytest.mark.integration

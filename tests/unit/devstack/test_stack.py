@@ -1,4 +1,5 @@
-"""Unit tests of the stack manager: config rendering, pid-file safety, port checks. No JVM is started."""
+"""Unit tests of the stack manager (`pipeline/devstack/`): config rendering, pid-file safety, port checks.
+No JVM is started."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ import re
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from pipeline.devstack import stack
+from pipeline.devstack import common, kafka, logs, maven, opensearch, processes, stack
 from pipeline.errors import ConfigError, StackError
 from pipeline.settings import KafkaStack, OpenSearchStack, Settings, StackSettings, load_settings
 
@@ -53,7 +55,7 @@ def _spawn_sleeper(*extra_args: str) -> subprocess.Popen[bytes]:
 
 
 def test_kafka_config_is_single_node_kraft_on_configured_ports(settings: Settings) -> None:
-    text = stack.render_kafka_config(settings)
+    text = kafka.render_kafka_config(settings)
     props = dict(line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
     assert props["process.roles"] == "broker,controller"
     assert props["controller.quorum.voters"] == "1@127.0.0.1:19093"
@@ -67,26 +69,26 @@ def test_kafka_config_is_single_node_kraft_on_configured_ports(settings: Setting
 
 
 def test_kafka_log4j_logs_to_a_file_in_the_state_dir(settings: Settings) -> None:
-    text = stack.render_kafka_log4j(settings)
-    assert f"log4j.appender.file.File={stack.kafka_server_log(settings)}" in text
+    text = kafka.render_kafka_log4j(settings)
+    assert f"log4j.appender.file.File={kafka.kafka_server_log(settings)}" in text
     assert str(settings.stack.state_dir.resolve()) in text
     assert "%d" in text  # log4j's own pattern survived templating
 
 
 def test_opensearch_config_pins_transport_port_and_single_node(settings: Settings) -> None:
-    text = stack.render_opensearch_config(settings)
+    text = opensearch.render_opensearch_config(settings)
     assert "transport.port: 19301" in text
     assert "discovery.type: single-node" in text
     assert "network.host: 127.0.0.1" in text
 
 
 def test_versions_come_from_the_poms() -> None:
-    assert stack.pom_version("kafka") == "3.9.1"
-    assert stack.pom_version("opensearch") == "2.19.1"
+    assert maven.pom_version("kafka") == "3.9.1"
+    assert maven.pom_version("opensearch") == "2.19.1"
 
 
 def test_kafka_cluster_id_looks_like_storage_tool_output() -> None:
-    ids = {stack.kafka_cluster_id() for _ in range(200)}
+    ids = {kafka.kafka_cluster_id() for _ in range(200)}
     assert len(ids) == 200
     assert all(re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_-]{21}", i) for i in ids)
 
@@ -105,7 +107,7 @@ def test_no_pid_file_means_not_running(settings: Settings) -> None:
 
 
 def test_garbage_pid_file_is_ignored_and_cleaned(settings: Settings) -> None:
-    path = stack.pid_file(settings, "kafka")
+    path = common.pid_file(settings, "kafka")
     path.parent.mkdir(parents=True)
     path.write_text("not a pid\n")
     assert stack.running_pid(settings, "kafka") is None
@@ -116,7 +118,7 @@ def test_garbage_pid_file_is_ignored_and_cleaned(settings: Settings) -> None:
 def test_pid_of_an_unrelated_process_is_never_signalled(settings: Settings) -> None:
     other = _spawn_sleeper()  # alive, but its cmdline is not our Kafka's
     try:
-        path = stack.pid_file(settings, "kafka")
+        path = common.pid_file(settings, "kafka")
         path.parent.mkdir(parents=True)
         path.write_text(f"{other.pid}\n")
         assert stack.running_pid(settings, "kafka") is None
@@ -130,9 +132,9 @@ def test_pid_of_an_unrelated_process_is_never_signalled(settings: Settings) -> N
 
 def test_other_state_dirs_component_is_not_ours(settings: Settings, tmp_path: Path) -> None:
     elsewhere = tmp_path / "other" / "kafka" / "server.properties"
-    other = _spawn_sleeper(stack.KAFKA_MAIN, str(elsewhere))
+    other = _spawn_sleeper(kafka.KAFKA_MAIN, str(elsewhere))
     try:
-        path = stack.pid_file(settings, "kafka")
+        path = common.pid_file(settings, "kafka")
         path.parent.mkdir(parents=True)
         path.write_text(f"{other.pid}\n")
         assert stack.running_pid(settings, "kafka") is None
@@ -145,9 +147,9 @@ def test_other_state_dirs_component_is_not_ours(settings: Settings, tmp_path: Pa
 
 def test_our_process_is_found_and_stopped(settings: Settings) -> None:
     props = settings.stack.state_dir.resolve() / "kafka" / "server.properties"
-    ours = _spawn_sleeper(stack.KAFKA_MAIN, str(props))
+    ours = _spawn_sleeper(kafka.KAFKA_MAIN, str(props))
     try:
-        path = stack.pid_file(settings, "kafka")
+        path = common.pid_file(settings, "kafka")
         path.parent.mkdir(parents=True)
         path.write_text(f"{ours.pid}\n")
         assert stack.running_pid(settings, "kafka") == ours.pid
@@ -163,8 +165,8 @@ def test_our_process_is_found_and_stopped(settings: Settings) -> None:
 
 def test_is_ours_needs_every_marker() -> None:
     me = os.getpid()
-    assert not stack.is_ours(me, [stack.KAFKA_MAIN])
-    assert not stack.is_ours(2**22 + 12345, [])  # no such process: never ours
+    assert not processes.is_ours(me, [kafka.KAFKA_MAIN])
+    assert not processes.is_ours(2**22 + 12345, [])  # no such process: never ours
 
 
 # ------------------------------------------------------------------------------------------------- ports
@@ -204,11 +206,11 @@ def test_start_refuses_a_port_held_by_something_that_is_not_kafka(
     )
     with pytest.raises(StackError, match=f"port {port} .* already taken"):
         stack.start_component(taken, "kafka")
-    assert not stack.pid_file(taken, "kafka").exists()
+    assert not common.pid_file(taken, "kafka").exists()
 
 
 def test_free_port_is_free() -> None:
-    assert stack.port_free(_free_port())
+    assert processes.port_free(_free_port())
 
 
 # -------------------------------------------------------------------------------------------- log digests
@@ -222,9 +224,9 @@ def test_error_line_prefers_the_exception_after_the_last_error() -> None:
         "\tat kafka.network.Acceptor.openServerSocket(SocketServer.scala:734)",
         "[2025-01-01 00:00:02,000] INFO shutting down (kafka.server.KafkaRaftServer)",
     ]
-    assert stack.error_line(lines) == lines[2]
-    assert stack.meaningful_line(["=== newsflow stack: starting", "Closed all nodes."]) == "Closed all nodes."
-    assert stack.meaningful_line([]) is None
+    assert logs.error_line(lines) == lines[2]
+    assert logs.meaningful_line(["=== newsflow stack: starting", "Closed all nodes."]) == "Closed all nodes."
+    assert logs.meaningful_line([]) is None
 
 
 def test_format_status_is_a_table() -> None:
@@ -243,3 +245,19 @@ def test_format_status_is_a_table() -> None:
 def test_cli_rejects_unknown_action(settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
     assert stack.cli("restart", settings) == 2
     assert "unknown action" in capsys.readouterr().err
+
+
+def test_pid_alive_is_false_for_zombies_gone_and_impossible_pids() -> None:
+    assert processes.pid_alive(os.getpid())
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])  # not ours: nobody reaps it until wait()
+    try:
+        deadline = time.monotonic() + 10
+        while processes.pid_alive(zombie.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not processes.pid_alive(zombie.pid)
+        assert processes.cmdline(zombie.pid) == []
+    finally:
+        zombie.wait()
+    for pid in (0, -5, 2**22 + 12345):
+        assert not processes.pid_alive(pid)
+        assert processes.cmdline(pid) == []

@@ -1,60 +1,16 @@
-"""parse_feed, item_id, html_to_text and `newsflow feed parse`, on small feeds written here."""
+"""parse_feed and item_id, on small feeds written here."""
 
 from __future__ import annotations
 
-import json
-import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import httpx
 import pytest
 
 from pipeline.errors import FeedError
-from pipeline.ingest.feeds import (
-    FUTURE_TOLERANCE,
-    ParsedFeed,
-    cli_parse,
-    fetch_feed,
-    html_to_text,
-    item_id,
-    parse_feed,
-)
-from pipeline.settings import Settings
-
-FEED_URL = "https://news.example.com/feed.xml"
-NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-
-
-def parse(content: bytes | str, **kwargs: object) -> ParsedFeed:
-    data = content.encode("utf-8") if isinstance(content, str) else content
-    return parse_feed(data, feed_url=FEED_URL, fetched_at=NOW, **kwargs)  # type: ignore[arg-type]
-
-
-def rss(
-    items: str, channel: str = "<title>Example News</title><link>https://news.example.com/</link>"
-) -> str:
-    return (
-        f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>{channel}{items}</channel></rss>'
-    )
-
+from pipeline.ingest.feeds import FUTURE_TOLERANCE, item_id, parse_feed
+from tests.unit.ingest.samples import FEED_URL, NOW, RSS2, parse, rss
 
 # --- formats ---------------------------------------------------------------------------------------------
-
-RSS2 = rss(
-    """
-    <ttl>30</ttl>
-    <item>
-      <title>First story</title>
-      <link>https://news.example.com/2024/first?utm_source=rss&amp;utm_medium=feed</link>
-      <guid isPermaLink="false">story-1</guid>
-      <description>&lt;p&gt;Short &amp;amp; sweet.&lt;/p&gt;</description>
-      <content:encoded xmlns:content="http://purl.org/rss/1.0/modules/content/"><![CDATA[
-        <p>The <b>full</b> text.</p><p>Second paragraph.</p>]]></content:encoded>
-      <pubDate>Tue, 30 Apr 2024 10:00:00 +0200</pubDate>
-    </item>
-    """
-)
 
 ATOM = """<?xml version="1.0" encoding="utf-8"?>
 <feed xmlns="http://www.w3.org/2005/Atom">
@@ -254,25 +210,6 @@ def test_naive_fetched_at_is_taken_as_utc() -> None:
     assert feed.items[0].published == NOW
 
 
-# --- html ------------------------------------------------------------------------------------------------
-
-
-def test_html_to_text_drops_scripts_and_styles_and_decodes_entities() -> None:
-    html = (
-        "<div><script>var x = '<p>evil</p>';</script><style>p{color:red}</style>"
-        "<p>Caf&eacute; &amp; bar&nbsp;&#8212; <a href='/x'>link</a></p>"
-        "<p>Line<br>break</p><ul><li>one</li><li>two</li></ul></div>"
-    )
-    assert html_to_text(html) == "Café & bar — link\n\nLine\nbreak\n\none\n\ntwo"
-
-
-def test_html_to_text_survives_broken_markup() -> None:
-    assert html_to_text("<p>unclosed <b>bold <i>text") == "unclosed bold text"
-    assert html_to_text("a < b and c > d") == "a < b and c > d"
-    assert html_to_text("") == ""
-    assert html_to_text("  plain\n\n\n  text  ") == "plain\n\ntext"
-
-
 def test_summary_html_is_cleaned() -> None:
     desc = "&lt;p&gt;Hi&lt;/p&gt;&lt;script&gt;alert(1)&lt;/script&gt;&lt;p&gt;there &amp;amp; you&lt;/p&gt;"
     [a] = parse(rss(f"<item><title>t</title><description>{desc}</description></item>")).items
@@ -324,7 +261,7 @@ def test_cyrillic_without_declaration_is_detected() -> None:
     assert parse(doc.encode("koi8-r")).items[0].title == title
 
 
-# --- robustness and safety -------------------------------------------------------------------------------
+# --- robustness ----------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -359,152 +296,3 @@ def test_ill_formed_feed_is_recovered_with_a_bozo_warning() -> None:
     feed = parse(doc)
     assert feed.items[0].title == "Fish & chips & peas"
     assert feed.bozo and "\n" not in feed.bozo
-
-
-BILLION_LAUGHS = (
-    '<?xml version="1.0"?>\n<!DOCTYPE rss [\n<!ENTITY lol "lol">\n'
-    + "".join(
-        f'<!ENTITY lol{i} "{("&lol" + (str(i - 1) if i > 1 else "") + ";") * 10}">\n' for i in range(1, 10)
-    )
-    + ']>\n<rss version="2.0"><channel><title>t</title><item><title>&lol9;</title></item></channel></rss>'
-)
-
-
-@pytest.mark.parametrize("layout", ["lines", "one-line"])
-def test_billion_laughs_is_refused_quickly(layout: str) -> None:
-    doc = BILLION_LAUGHS if layout == "lines" else BILLION_LAUGHS.replace("\n", "")
-    start = time.perf_counter()
-    with pytest.raises(FeedError, match="entit"):
-        parse(doc)
-    assert time.perf_counter() - start < 0.5
-
-
-@pytest.mark.parametrize(
-    "doctype",
-    [
-        '<!DOCTYPE rss [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>',
-        '<!DOCTYPE rss [\n<!ENTITY xxe SYSTEM "file:///etc/passwd">\n]>',
-        '<!DOCTYPE rss [<!ENTITY % p SYSTEM "file:///etc/passwd"> %p;]>',
-        '<!DOCTYPE rss [<!ENTITY xxe PUBLIC "-//x" "http://169.254.169.254/latest/meta-data/">]>',
-    ],
-)
-def test_external_entities_are_refused(doctype: str) -> None:
-    body = '<rss version="2.0"><channel><title>t</title><item><title>a &xxe; b</title></item></channel></rss>'
-    doc = f'<?xml version="1.0"?>{doctype}{body}'
-    with pytest.raises(FeedError, match="entit"):
-        parse(doc)
-
-
-def test_external_entity_hidden_in_utf16_is_refused() -> None:
-    doc = '<?xml version="1.0" encoding="utf-16"?><!DOCTYPE rss [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>'
-    doc += '<rss version="2.0"><channel><item><title>&xxe;</title></item></channel></rss>'
-    with pytest.raises(FeedError, match="entit"):
-        parse(doc.encode("utf-16"))
-
-
-def test_entity_declaration_behind_a_long_comment_is_refused() -> None:
-    doc = (
-        '<?xml version="1.0"?><!-- '
-        + "x" * 200_000
-        + ' --><!DOCTYPE rss [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>'
-    )
-    doc += '<rss version="2.0"><channel><item><title>&xxe;</title></item></channel></rss>'
-    with pytest.raises(FeedError, match="entit"):
-        parse(doc)
-
-
-def test_entity_declaration_quoted_in_an_article_is_not_refused() -> None:
-    quoted = "<![CDATA[Never accept <!ENTITY xxe SYSTEM 'file:///etc/passwd'> from a stranger]]>"
-    [a] = parse(rss(f"<item><title>XXE explained</title><description>{quoted}</description></item>")).items
-    assert a.title == "XXE explained"
-    assert a.summary.startswith("Never accept") and a.summary.endswith("from a stranger")
-
-
-def test_plain_text_entities_still_work_and_nothing_is_read_from_disk() -> None:
-    doc = (
-        '<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY copy "&#169;"><!ENTITY org "Example Org">]>'
-        '<rss version="2.0"><channel><title>&org;</title>'
-        "<item><title>&copy; 2024 &org;</title></item></channel></rss>"
-    )
-    feed = parse(doc)
-    assert feed.items[0].title == "© 2024 Example Org"
-    assert "root:" not in json.dumps([a.model_dump(mode="json") for a in feed.items])
-
-
-def test_doctype_without_entities_is_accepted() -> None:
-    doc = rss("<item><title>t</title></item>").replace(
-        "<rss",
-        '<!DOCTYPE rss PUBLIC "-//Netscape Communications//DTD RSS 0.91//EN" "http://x/rss-0.91.dtd">\n<rss',
-    )
-    assert parse(doc).items[0].title == "t"
-
-
-# --- CLI -------------------------------------------------------------------------------------------------
-
-
-def test_cli_parse_prints_articles_and_errors_as_json(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    good = tmp_path / "good.xml"
-    good.write_text(RSS2, encoding="utf-8")
-    bad = tmp_path / "bad.xml"
-    bad.write_bytes(b"\x00garbage")
-    status = cli_parse([str(good), str(bad)], Settings())
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert status == 0
-    assert lines[0]["title"] == "First story" and lines[0]["published"] == "2024-04-30T08:00:00Z"
-    assert lines[0]["feed"] == good.resolve().as_uri()
-    assert lines[1] == {"feed": str(bad), "error": lines[1]["error"]} and "\n" not in lines[1]["error"]
-
-
-def test_cli_parse_reports_unreadable_inputs_and_refused_urls(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    status = cli_parse(
-        [str(tmp_path / "missing.xml"), "http://127.0.0.1:9/feed", "file:///etc/passwd"], Settings()
-    )
-    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert status == 1
-    assert [o["feed"] for o in out] == [
-        str(tmp_path / "missing.xml"),
-        "http://127.0.0.1:9/feed",
-        "file:///etc/passwd",
-    ]
-    assert "cannot read" in out[0]["error"]
-    assert "loopback" in out[1]["error"]
-    assert "unsupported input" in out[2]["error"]
-
-
-def _settings(**poller: object) -> Settings:
-    return Settings(poller={"allow_private_hosts": ["feeds.test"], **poller})
-
-
-def test_fetch_feed_checks_every_redirect_hop() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.host == "feeds.test":
-            return httpx.Response(302, headers={"location": "http://169.254.169.254/latest/meta-data/"})
-        return httpx.Response(200, content=b"secret")
-
-    with pytest.raises(FeedError, match="metadata"):
-        fetch_feed("http://feeds.test/rss", _settings(), transport=httpx.MockTransport(handler))
-
-
-def test_fetch_feed_enforces_the_size_limit_and_status() -> None:
-    big = httpx.MockTransport(lambda r: httpx.Response(200, content=b"x" * 5000))
-    with pytest.raises(FeedError, match="max_bytes"):
-        fetch_feed("http://feeds.test/rss", _settings(max_bytes=1024), transport=big)
-    gone = httpx.MockTransport(lambda r: httpx.Response(410))
-    with pytest.raises(FeedError, match="HTTP 410"):
-        fetch_feed("http://feeds.test/rss", _settings(), transport=gone)
-
-
-def test_fetch_feed_returns_body_type_and_final_url() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/old":
-            return httpx.Response(301, headers={"location": "/new"})
-        return httpx.Response(200, content=RSS2.encode(), headers={"content-type": "application/rss+xml"})
-
-    fetched = fetch_feed("http://feeds.test/old", _settings(), transport=httpx.MockTransport(handler))
-    assert fetched.final_url == "http://feeds.test/new"
-    assert fetched.headers["content-type"] == "application/rss+xml"
-    assert fetched.content.startswith(b"<?xml")

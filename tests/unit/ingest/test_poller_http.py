@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 
 from pipeline.ingest import poller
-from pipeline.ingest.poller import FeedResult, Poller
+from pipeline.ingest.poller import Poller
+from pipeline.ingest.results import FeedResult
 from pipeline.models import Article
 from pipeline.settings import FeedConfig, Settings
 from pipeline.stream import bus

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.models import Article, Entity, TaggedArticle
-from pipeline.nlp.entities import EntityTagger, entity_keywords, table_rows
+from pipeline.nlp.entities import EntityTagger
 from pipeline.nlp.language import detect_language
+from pipeline.nlp.structure import table_rows
 from pipeline.settings import EntitySettings, Settings
 
 
@@ -184,21 +185,6 @@ def test_results_table_places_are_teams(tagger: EntityTagger) -> None:
     assert "Toronto" in names(t, "organization")
     assert "Toronto" not in names(t, "location")
     assert table_rows("Toronto 3 Chicago 2\nThe game was close.\nLONDON 2024-01-02") == [(0, 19)]
-
-
-def test_entity_keywords_lists_canonical_names_per_type() -> None:
-    entities = [
-        Entity(name="Vladimir Putin", type="person", mentions=["Putin"], count=2),
-        Entity(name="Russia", type="location"),
-        Entity(name="Kremlin", type="organization"),
-        Entity(name="Olympics", type="event"),
-    ]
-    assert entity_keywords(entities) == {
-        "person": ["Vladimir Putin"],
-        "organization": ["Kremlin"],
-        "location": ["Russia"],
-    }
-    assert entity_keywords([]) == {"person": [], "organization": [], "location": []}
 
 
 def test_language_detection_on_short_titles() -> None:

@@ -9,8 +9,6 @@ from typing import Any, NamedTuple
 import elastic_transport
 import opensearchpy.exceptions as os_exc
 import pytest
-from kafka import TopicPartition
-from kafka.structs import OffsetAndMetadata
 
 from pipeline.models import DeadLetter, EnrichedArticle
 from pipeline.search.backend import RETRYABLE_STATUS, BulkOutcome, SearchBackend, describe_unreachable
@@ -19,9 +17,7 @@ from pipeline.search.indexer import (
     Indexer,
     IndexerStats,
     StoryRevisions,
-    commit_offsets,
     parse_batch,
-    parse_records,
     rejection_letters,
 )
 from pipeline.settings import SearchSettings, Settings
@@ -49,34 +45,10 @@ def _enriched(article_id: str = "a1") -> bytes:
     ).model_dump_json().encode()
 
 
-# --- commit_offsets ----------------------------------------------------------------------------------------
+# --- parse_batch -------------------------------------------------------------------------------------------
 
 
-def test_commit_offsets_is_highest_offset_plus_one_per_partition() -> None:
-    records = [
-        Record(TOPIC, 0, 10, b""),
-        Record(TOPIC, 0, 12, b""),
-        Record(TOPIC, 0, 11, b""),  # out of order: the highest still wins
-        Record(TOPIC, 3, 0, b""),
-        Record("other", 0, 5, b""),
-    ]
-    offsets = commit_offsets(records)  # type: ignore[arg-type]
-    assert set(offsets) == {TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 3), TopicPartition("other", 0)}
-    assert offsets[TopicPartition(TOPIC, 0)].offset == 13
-    assert offsets[TopicPartition(TOPIC, 3)].offset == 1
-    assert offsets[TopicPartition("other", 0)].offset == 6
-    assert all(isinstance(v, OffsetAndMetadata) for v in offsets.values())
-    assert offsets[TopicPartition(TOPIC, 0)].metadata == ""
-
-
-def test_commit_offsets_of_nothing_is_empty() -> None:
-    assert commit_offsets([]) == {}
-
-
-# --- parse_records -----------------------------------------------------------------------------------------
-
-
-def test_parse_records_keeps_valid_and_dead_letters_the_rest() -> None:
+def test_parse_batch_keeps_valid_and_dead_letters_the_rest() -> None:
     records = [
         Record(TOPIC, 0, 0, _enriched("a1")),
         Record(TOPIC, 1, 7, b"{not json"),
@@ -84,7 +56,8 @@ def test_parse_records_keeps_valid_and_dead_letters_the_rest() -> None:
         Record(TOPIC, 0, 1, _enriched("a2")),
         Record(TOPIC, 0, 2, json.dumps({"schema_version": 2, "id": "y"}).encode()),
     ]
-    articles, dead = parse_records(records, TOPIC)  # type: ignore[arg-type]
+    parsed, dead = parse_batch(records, TOPIC)  # type: ignore[arg-type]
+    articles = [m for _, m in parsed if isinstance(m, EnrichedArticle)]
 
     assert [a.id for a in articles] == ["a1", "a2"]
     assert all(isinstance(a, EnrichedArticle) for a in articles)
@@ -109,7 +82,8 @@ def test_parse_records_keeps_valid_and_dead_letters_the_rest() -> None:
 
 def test_parse_records_undecodable_and_null_values_become_dead_letters() -> None:
     records = [Record(TOPIC, 0, 0, b"\xff\xfe{"), Record(TOPIC, 0, 1, None)]
-    articles, dead = parse_records(records, TOPIC)  # type: ignore[arg-type]
+    parsed, dead = parse_batch(records, TOPIC)  # type: ignore[arg-type]
+    articles = [m for _, m in parsed if isinstance(m, EnrichedArticle)]
     assert articles == []
     assert [d.offset for d in dead] == [0, 1]
     assert dead[0].payload == "\ufffd\ufffd{"  # decoded with replacement, not dropped

@@ -11,7 +11,12 @@ import pytest
 from pipeline.errors import BadInputError
 from pipeline.models import Entity, TaggedArticle
 from pipeline.settings import DedupSettings, Settings
-from pipeline.stories.dedup import MemoryStore, StoryEngine, cli_cluster, features
+from pipeline.stories.engine import StoryEngine
+from pipeline.stories.features import features
+from pipeline.stories.offline import cli_cluster
+from pipeline.stories.scoring import conflicts, similarity
+from pipeline.stories.store import MemoryStore
+from pipeline.stories.upkeep import story_moves
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 
@@ -163,13 +168,13 @@ def test_disagreeing_event_facts_lower_the_score() -> None:
         e.assign(FIGHT_A)
     story = plain.store.stories[plain.store.articles["f1"]["story_id"]]
     feats = features(FIGHT_B, strict.settings)
-    assert StoryEngine._conflicts(story, feats) == 2
-    unpenalised = plain.similarity(story, feats)
+    assert conflicts(story, feats) == 2
+    unpenalised = similarity(story, feats, plain.settings)
     assert unpenalised >= strict.settings.similarity_threshold  # a would-be join: the penalty applies
-    assert strict.similarity(story, feats) == pytest.approx(0.8 * unpenalised)
+    assert similarity(story, feats, strict.settings) == pytest.approx(0.8 * unpenalised)
     # reports of one event that agree on the year and the city are not penalised
     same_event = features(FIGHT_A.model_copy(update={"id": "f1b", "source": "Other"}), strict.settings)
-    assert StoryEngine._conflicts(story, same_event) == 0
+    assert conflicts(story, same_event) == 0
 
 
 def test_conflicting_facts_keep_a_look_alike_event_out_of_a_story() -> None:
@@ -458,8 +463,6 @@ def test_settle_keeps_look_alike_events_apart() -> None:
 
 
 def test_story_moves_refile_each_article_of_a_merge() -> None:
-    from pipeline.stories.dedup import story_moves
-
     e = settling_engine()
     _, alone = stream_with_side_report(e)
     (merge,) = e.settle(BRIDGE.published.timestamp() + 2 * 3600)

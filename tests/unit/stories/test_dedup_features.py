@@ -8,7 +8,8 @@ import pytest
 
 from pipeline.models import TaggedArticle
 from pipeline.settings import DedupSettings
-from pipeline.stories.dedup import StoryEngine, article_features, feature_recipe, features, with_features
+from pipeline.stories.engine import StoryEngine
+from pipeline.stories.features import article_features, feature_recipe, features, with_features
 from tests.unit.stories.test_dedup import BRIDGE, KIM_IN_RUSSIA, PUTIN_A, PUTIN_B, STRIKE_A, STRIKE_B
 
 STREAM = [PUTIN_A, KIM_IN_RUSSIA, STRIKE_A, PUTIN_B, BRIDGE, STRIKE_B]

@@ -20,7 +20,9 @@ from pipeline.models import Article, TaggedArticle
 from pipeline.nlp.entities import EntityTagger
 from pipeline.nlp.textfeatures import stated_dates, tokens
 from pipeline.settings import DedupSettings, EntitySettings
-from pipeline.stories.dedup import StoryEngine, features, publication_date
+from pipeline.stories.engine import StoryEngine
+from pipeline.stories.features import features, publication_date
+from pipeline.stories.scoring import similarity
 
 ORDERS = 200  # random arrival orders tried; about 3,400 assignments, well under a second
 
@@ -132,9 +134,9 @@ def test_a_story_stating_other_days_scores_lower() -> None:
         engine.assign(EARLIER_STORM)
     story = plain.store.stories[plain.store.articles["s0"]["story_id"]]
     feats = features(STORM_TODAY, strict.settings)
-    unpenalised = plain.similarity(story, feats)
+    unpenalised = similarity(story, feats, plain.settings)
     assert unpenalised >= strict.settings.similarity_threshold  # a would-be join: the penalty applies
-    assert strict.similarity(story, feats) == pytest.approx(0.7 * unpenalised)
+    assert similarity(story, feats, strict.settings) == pytest.approx(0.7 * unpenalised)
 
 
 def test_undated_articles_state_no_days() -> None:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from pipeline.models import TaggedArticle
 from pipeline.settings import DedupSettings
-from pipeline.stories.dedup import StoryEngine
+from pipeline.stories.engine import StoryEngine
 from pipeline.stream.assign import in_publication_order
 
 T0 = datetime(2026, 11, 20, 8, tzinfo=UTC)

@@ -7,12 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from kafka import TopicPartition
-
 from pipeline.models import Article, EnrichedArticle, TaggedArticle
 from pipeline.settings import Settings
 from pipeline.stream.assign import AssignStage
-from pipeline.stream.batches import next_offsets
 from pipeline.stream.state import ChangelogState
 from pipeline.stream.tag import TagStage
 
@@ -49,15 +46,6 @@ class FakeTagger:
         if any(a.title == "poison" for a in articles):
             raise RuntimeError("model crashed")
         return [TaggedArticle(**a.model_dump(), language="en") for a in articles]
-
-
-def test_next_offsets_commit_the_position_after_the_highest_record_per_partition() -> None:
-    records = [Rec(b"", 5, partition=0), Rec(b"", 3, partition=0), Rec(b"", 9, partition=1)]
-    offsets = next_offsets(records)  # type: ignore[arg-type]
-    assert {tp: o.offset for tp, o in offsets.items()} == {
-        TopicPartition("articles", 0): 6,
-        TopicPartition("articles", 1): 10,
-    }
 
 
 def test_tag_stage_isolates_a_poison_article_and_keeps_the_rest() -> None:

@@ -1,16 +1,15 @@
-"""Unit tests of the poller's durable seen-state, its de-duplication of feed items and its totals (no Kafka)."""
+"""The seen-store: durable, aged-out item ids and per-feed validators (SQLite in a temporary folder)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from pipeline.ingest.poller import FeedResult, Poller, PollTotals, SeenStore
-from pipeline.models import Article
+from pipeline.ingest.results import FeedResult
+from pipeline.ingest.seen import SeenStore
 
 FEED = "https://alpha.example/rss"
 
@@ -119,61 +118,3 @@ def test_failure_keeps_validators_and_records_error(store: SeenStore) -> None:
 def test_failure_of_a_new_feed_has_no_validators(store: SeenStore) -> None:
     store.record(FeedResult(FEED, ok=False, error="timeout"))
     assert store.saved_validators(FEED) == (None, None)
-
-
-# --- Poller.unseen_items (only needs the seen-store; no producer is built) -----------------------------------
-
-
-def _item(article_id: str, title: str = "") -> Article:
-    return Article(id=article_id, feed=FEED, source="Alpha", title=title or article_id,
-                   published=datetime(2024, 3, 1, tzinfo=UTC))
-
-
-@pytest.fixture
-def poller(store: SeenStore) -> Poller:
-    p = Poller.__new__(Poller)  # skip __init__: it builds a Kafka producer
-    p.seen = store
-    return p
-
-
-def test_unseen_items_filters_already_produced(poller: Poller, store: SeenStore) -> None:
-    store.mark(["b"])
-    fresh = poller.unseen_items([_item("a"), _item("b"), _item("c")])
-    assert [a.id for a in fresh] == ["a", "c"]
-    assert poller.unseen_items([]) == []
-
-
-def test_unseen_items_first_occurrence_wins(poller: Poller) -> None:
-    fresh = poller.unseen_items([_item("a", "first"), _item("a", "second")])
-    assert [(a.id, a.title) for a in fresh] == [("a", "first")]
-
-
-def test_unseen_items_keeps_feed_order_with_repeated_ids(poller: Poller) -> None:
-    fresh = poller.unseen_items([_item("a", "first"), _item("b"), _item("a", "second")])
-    assert [(a.id, a.title) for a in fresh] == [("a", "first"), ("b", "b")]
-
-
-# --- PollTotals --------------------------------------------------------------------------------------------
-
-
-def test_poll_totals_add() -> None:
-    totals = PollTotals()
-    totals.add([
-        FeedResult("u1", ok=True, status=200, new_items=3, seen_items=2),
-        FeedResult("u2", ok=False, error="HTTP 500"),
-        FeedResult("u3", ok=False),  # no message: still counted and named
-        FeedResult("u4", ok=True, status=304, not_modified=True),
-    ])
-    assert (totals.polled, totals.failed, totals.produced) == (4, 2, 3)
-    assert totals.last_errors == {"u2": "HTTP 500", "u3": "failed"}
-    assert totals.cycles == 0  # cycles are counted by the poller, not by add()
-
-    totals.add([FeedResult("u2", ok=True, status=200, new_items=1), FeedResult("u3", ok=False, error="DNS")])
-    assert (totals.polled, totals.failed, totals.produced) == (6, 3, 4)
-    assert totals.last_errors == {"u3": "DNS"}  # a recovered feed is no longer listed
-
-
-def test_poll_totals_add_nothing() -> None:
-    totals = PollTotals()
-    totals.add([])
-    assert (totals.polled, totals.failed, totals.produced, totals.last_errors) == (0, 0, 0, {})
