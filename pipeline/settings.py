@@ -227,6 +227,10 @@ class AlertSettings(_Section):
     backoff_s: float = Field(0.25, gt=0, description="first retry delay; doubles per attempt")
     backoff_max_s: float = Field(5.0, gt=0)
     webhook_timeout_s: float = Field(5.0, gt=0)
+    allow_private_hosts: list[str] = Field(
+        default_factory=list,
+        description="webhook hosts (names or IPs) allowed although they resolve to loopback/private addresses",
+    )
     smtp_host: str = "127.0.0.1"
     smtp_port: int = Field(25, ge=1, le=65535)
     smtp_from: str = "newsflow@localhost"

@@ -1,8 +1,11 @@
 """Delivery on a subscription's channels: one attempt per channel type (webhook, email, Kafka), retries with
 exponential backoff, and the outcome per channel (attempts, last error) and overall (`sent`, `partial`, `dead`).
 
-A failure no retry can fix (`PermanentError`, e.g. HTTP 404 from a webhook) dead-letters at once; any other is
-retried until the attempts run out. Senders only raise: recording the outcome is the alert log's job.
+A failure no retry can fix (`PermanentError`, e.g. HTTP 404 from a webhook, an address the outbound policy refuses,
+a redirect) dead-letters at once; any other is retried until the attempts run out. Webhooks go through the outbound
+policy (`pipeline/ingest/safety.py`): resolved once, checked, connected to the checked address, no redirects
+followed, so a host whose DNS answer turns private after the subscription was accepted is refused at send time.
+Senders only raise: recording the outcome is the alert log's job.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import httpx
 from pipeline.alerts.alert_log import Status
 from pipeline.alerts.messages import Outgoing, webhook_body
 from pipeline.alerts.models import Channel, EmailChannel, KafkaChannel, WebhookChannel
+from pipeline.alerts.store import webhook_policy
+from pipeline.ingest.safety import OutboundRefused, pinned_sync_transport
 from pipeline.settings import AlertSettings, Settings
 
 
@@ -32,7 +37,8 @@ class Senders:
 
     def __init__(self, settings: Settings, alerts: AlertSettings) -> None:
         self.settings, self.alerts = settings, alerts
-        self._http = httpx.Client(timeout=alerts.webhook_timeout_s)
+        transport = pinned_sync_transport(webhook_policy(alerts))
+        self._http = httpx.Client(timeout=alerts.webhook_timeout_s, transport=transport, follow_redirects=False)
         self._producer: Any = None
         self._lock = threading.Lock()
 
@@ -46,7 +52,13 @@ class Senders:
 
     def webhook(self, out: Outgoing, channel: WebhookChannel) -> None:
         """JSON POST; a Slack-style channel gets `{"text": ...}` instead."""
-        response = self._http.post(channel.url, json=webhook_body(out, channel))
+        try:
+            response = self._http.post(channel.url, json=webhook_body(out, channel))
+        except OutboundRefused as exc:
+            raise PermanentError(f"refusing webhook URL {channel.url!r}: {exc}") from None
+        if response.is_redirect:
+            where = response.headers.get("location", "?")
+            raise PermanentError(f"HTTP {response.status_code} redirect from {channel.url} to {where}: not followed")
         if response.status_code >= 400:
             error = f"HTTP {response.status_code} from {channel.url}"
             if response.status_code < 500 and response.status_code not in (408, 429):

@@ -12,8 +12,9 @@ import builtins
 import json
 from typing import Any
 
-from pipeline.alerts.models import Alert, Subscription, SubscriptionSpec
+from pipeline.alerts.models import Alert, Channel, Subscription, SubscriptionSpec, WebhookChannel
 from pipeline.errors import ConflictError, QueryError
+from pipeline.ingest.safety import OutboundPolicy
 from pipeline.models import EnrichedArticle
 from pipeline.search.backend import SearchBackend
 from pipeline.search.documents import entity_fields
@@ -73,6 +74,18 @@ def story_document(article: EnrichedArticle) -> dict[str, Any]:
     }
 
 
+def webhook_policy(alerts: AlertSettings) -> OutboundPolicy:
+    return OutboundPolicy.allowing(alerts.allow_private_hosts, "alerts.allow_private_hosts")
+
+
+def check_channels(channels: list[Channel], alerts: AlertSettings) -> None:
+    """At the door (API, CLI): refuse a webhook the outbound policy would refuse, before anything is stored."""
+    policy = webhook_policy(alerts)
+    for channel in channels:
+        if isinstance(channel, WebhookChannel):
+            policy.check_url(channel.url, "webhook URL")
+
+
 class SubscriptionStore:
     """Subscriptions of every owner in one index; reads and deletes are scoped to an owner."""
 
@@ -80,6 +93,7 @@ class SubscriptionStore:
         self.backend = backend
         self.client: Any = backend.client
         self.index = alerts.subscriptions_index
+        self.alerts = alerts
 
     def ensure_index(self) -> None:
         create_index(self.client, self.index, subscriptions_mappings())
@@ -95,7 +109,9 @@ class SubscriptionStore:
         return query
 
     def add(self, sub: Subscription) -> Subscription:
-        """Validate, then store (refreshed at once, so the next story already sees it)."""
+        """Validate, then store (refreshed at once, so the next story already sees it). A webhook the outbound
+        policy refuses (loopback, private, metadata addresses unless allow-listed) is refused here: nothing stored."""
+        check_channels(sub.channels, self.alerts)
         self.ensure_index()
         self.client.index(index=self.index, id=sub.id, body=self._document(sub), refresh=True)
         return sub
@@ -107,6 +123,7 @@ class SubscriptionStore:
         Optimistic concurrency: the write only applies to the version just read, so an update racing a delete
         cannot bring the subscription back, and of two racing updates one fails instead of being lost.
         """
+        check_channels(spec.channels, self.alerts)
         found = self._get(sub_id, owner)
         if found is None:
             return None

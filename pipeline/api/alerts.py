@@ -23,8 +23,9 @@ from pydantic import BaseModel
 
 from pipeline import __version__
 from pipeline.alerts.models import Subscription, SubscriptionSpec
-from pipeline.alerts.store import SubscriptionStore
+from pipeline.alerts.store import SubscriptionStore, check_channels
 from pipeline.errors import ConflictError, NewsflowError, QueryError, StackError
+from pipeline.ingest.safety import OutboundRefused
 from pipeline.search import connect
 from pipeline.search.backend import describe_unreachable
 from pipeline.search.queries import parse_since
@@ -114,6 +115,10 @@ def create_app(settings: Settings) -> FastAPI:
     def _invalid(request: Request, exc: QueryError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=HTTPStatus.UNPROCESSABLE_ENTITY)
 
+    @app.exception_handler(OutboundRefused)
+    def _refused(request: Request, exc: OutboundRefused) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=HTTPStatus.UNPROCESSABLE_ENTITY)
+
     @app.exception_handler(ConflictError)
     def _conflict(request: Request, exc: ConflictError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_409_CONFLICT)
@@ -133,7 +138,10 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.post("/subscriptions", status_code=status.HTTP_201_CREATED, response_model=Subscription)
     def create(spec: SubscriptionSpec, who: Owner) -> Subscription:
-        """Subscribe; a query the search engine cannot parse is refused (422) and nothing is stored."""
+        """Subscribe; a query the search engine cannot parse, or a webhook the outbound policy refuses (loopback,
+        private or metadata addresses unless allow-listed in `alerts.allow_private_hosts`), is refused (422) and
+        nothing is stored."""
+        check_channels(spec.channels, settings.alerts)  # before the store: refused even while it is down
         return store_of().add(Subscription(**spec.model_dump(), owner=who))
 
     @app.get("/subscriptions", response_model=list[Subscription])
@@ -148,6 +156,7 @@ def create_app(settings: Settings) -> FastAPI:
     @app.put("/subscriptions/{sub_id}", response_model=Subscription)
     def replace(sub_id: str, spec: SubscriptionSpec, who: Owner) -> Subscription:
         """Replace a subscription's spec (id, owner and creation time stay); validated like a new one."""
+        check_channels(spec.channels, settings.alerts)
         saved = store_of().replace(sub_id, who, spec)
         if saved is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no subscription {sub_id}")

@@ -17,6 +17,7 @@ import yaml
 from pipeline.errors import ConfigError, FeedError
 from pipeline.ingest import registry
 from pipeline.ingest.opml import export_opml, parse_opml
+from pipeline.ingest.safety import check_feed_url
 from pipeline.ingest.schedule import FeedState
 from pipeline.settings import FeedConfig, Settings
 
@@ -92,6 +93,7 @@ def cmd_list(settings: Settings, as_json: bool) -> int:
 
 
 def cmd_add(settings: Settings, feed: FeedConfig) -> int:
+    check_feed_url(feed.url, settings.poller.allow_private_hosts)  # refused at the door: one line, nothing written
     fid = feed.feed_id()
     registry.ensure_registry_topics(settings)
     registry.add_feeds(settings, [feed])
@@ -140,7 +142,13 @@ def read_feed_file(path: Path) -> list[FeedConfig]:
 
 
 def cmd_import(settings: Settings, path: Path) -> int:
-    feeds = read_feed_file(path)
+    feeds = []
+    for feed in read_feed_file(path):
+        try:
+            check_feed_url(feed.url, settings.poller.allow_private_hosts)
+            feeds.append(feed)
+        except FeedError as exc:
+            print(f"skipped: {exc}")
     registry.ensure_registry_topics(settings)
     known = {f.url for f in registry.load_feeds(settings).values()}
     new = [f for f in feeds if f.url not in known]

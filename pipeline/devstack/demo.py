@@ -134,6 +134,7 @@ def demo_alert_settings(alerts: AlertSettings) -> AlertSettings:
             "alerts_index": f"{alerts.alerts_index}-demo",
             "digest_index": f"{alerts.digest_index}-demo",
             "group_id": f"{alerts.group_id}-demo",
+            "allow_private_hosts": [*alerts.allow_private_hosts, "127.0.0.1"],  # the demo's local webhook
         }
     )
 
@@ -141,7 +142,8 @@ def demo_alert_settings(alerts: AlertSettings) -> AlertSettings:
 def alert_env(alerts: AlertSettings) -> dict[str, str]:
     """The environment that gives the alerting child process these alert settings."""
     keys = ("subscriptions_index", "alerts_index", "digest_index", "group_id")
-    return {f"NEWSFLOW_ALERTS__{k.upper()}": str(getattr(alerts, k)) for k in keys}
+    env = {f"NEWSFLOW_ALERTS__{k.upper()}": str(getattr(alerts, k)) for k in keys}
+    return {**env, "NEWSFLOW_ALERTS__ALLOW_PRIVATE_HOSTS": json.dumps(alerts.allow_private_hosts)}
 
 
 def skip_to_end(settings: Settings, group_id: str) -> None:

@@ -40,6 +40,7 @@ def isolated_env(prefix: str, state_dir: Path) -> dict[str, str]:
         "NEWSFLOW_ALERTS__DIGEST_INDEX": f"{prefix}-digest-items",
         "NEWSFLOW_POLLER__SEEN_DB": str(state_dir / "seen.sqlite"),
         "NEWSFLOW_POLLER__ALLOW_PRIVATE_HOSTS": '["127.0.0.1"]',
+        "NEWSFLOW_ALERTS__ALLOW_PRIVATE_HOSTS": '["127.0.0.1"]',  # the tests' local webhooks
         "NEWSFLOW_SEARCH__BULK_MAX_SECONDS": "0.3",
         "NEWSFLOW_WORKER__TAG_BATCH_WINDOW_S": "0.2",
     }

@@ -1,6 +1,7 @@
-"""Fetching feeds over HTTP: one shared client, conditional GET, redirects followed by hand with the URL
-safety check (`pipeline/ingest/safety.py`) on every hop, a size cap on the decoded body, and failures as one-line
-`FetchError`s carrying a 429/503 Retry-After. The poller and `newsflow feed parse URL` (`fetch_feed`) both fetch
+"""Fetching feeds over HTTP: one shared client whose connections go through the outbound policy to the address
+it checked (`pipeline/ingest/safety.py`: pinned, so no DNS rebinding), conditional GET, redirects followed by hand
+(each hop a new URL the policy sees), a size cap on the decoded body, and failures as one-line `FetchError`s
+carrying a 429/503 Retry-After. The poller and `newsflow feed parse URL` (`fetch_feed`) both fetch
 through here, so a feed is read the same way by both.
 """
 
@@ -13,7 +14,7 @@ from urllib.parse import urljoin
 import httpx
 
 from pipeline.errors import FeedError
-from pipeline.ingest.safety import check_feed_url, needs_dns
+from pipeline.ingest.safety import OutboundPolicy, OutboundRefused, pinned_transport
 from pipeline.ingest.schedule import now_s, parse_retry_after
 from pipeline.settings import PollerSettings, Settings
 
@@ -41,15 +42,21 @@ class Response:
 def http_client(cfg: PollerSettings, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
     """One client for all feeds: connection reuse per host; httpx sends Accept-Encoding gzip/deflate and
     decodes the body, so the size cap in `fetch` applies to the decompressed bytes (zip bombs stop there).
-    `transport` is for tests (httpx.MockTransport)."""
+    `transport` is for tests (httpx.MockTransport); otherwise connections are pinned by the outbound policy."""
     headers = {
         "User-Agent": cfg.user_agent,
         "Accept": "application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.5",
     }
     limits = httpx.Limits(max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency)
+    if transport is None:
+        transport = pinned_transport(feed_policy(cfg), limits)
     return httpx.AsyncClient(
         timeout=cfg.timeout_s, headers=headers, follow_redirects=False, limits=limits, transport=transport
     )
+
+
+def feed_policy(cfg: PollerSettings) -> OutboundPolicy:
+    return OutboundPolicy.allowing(cfg.allow_private_hosts, "poller.allow_private_hosts")
 
 
 async def fetch(
@@ -62,14 +69,12 @@ async def fetch(
     `newsflow feed parse URL` uses it too (`fetch_feed`).
     """
     current = url
+    policy = feed_policy(cfg)
     permanent: str | None = None
     chain_permanent = True
     try:
         for _ in range(MAX_REDIRECTS + 1):
-            if needs_dns(current, cfg.allow_private_hosts):  # resolving blocks: not on the event loop
-                await asyncio.to_thread(check_feed_url, current, cfg.allow_private_hosts)
-            else:
-                check_feed_url(current, cfg.allow_private_hosts)
+            policy.check_syntax(current, "feed URL")  # the addresses are checked where they are connected to
             async with client.stream("GET", current, headers=validators) as resp:
                 if resp.is_redirect and resp.headers.get("location"):
                     current = urljoin(current, resp.headers["location"])
@@ -95,6 +100,9 @@ async def fetch(
                     if len(body) > cfg.max_bytes:
                         raise FetchError(f"response larger than poller.max_bytes ({cfg.max_bytes} bytes)")
                 return Response(resp.status_code, bytes(body), current, resp.headers, permanent)
+    except OutboundRefused as exc:
+        message = str(exc) if str(exc).startswith(("refusing", "invalid")) else f"refusing feed URL {current!r}: {exc}"
+        raise FetchError(message) from None
     except httpx.HTTPError as exc:
         raise FetchError(f"cannot fetch {current}: {type(exc).__name__}: {exc}".rstrip(": ")) from None
     raise FetchError(f"more than {MAX_REDIRECTS} redirects from {url}")

@@ -1,15 +1,30 @@
-"""Feed-URL safety (SSRF guard): a configured or redirected feed URL must not make the poller talk to the machine
-itself, the private network or a cloud metadata service.
+"""The outbound-request policy: every request newsflow makes on someone's behalf (feeds, webhooks, and whatever
+fetches article pages) goes through it, so a configured, redirected or subscribed URL cannot make newsflow talk to
+the machine itself, the private network or a cloud metadata service (SSRF).
+
+The host is resolved once per connection, every address of the answer is checked (no loopback, private,
+link-local, multicast, reserved or metadata ranges unless the operator allow-listed the host), and the connection
+goes to exactly the checked address: `pinned_transport` gives httpx a network backend that does the resolving
+itself, so there is no second DNS answer to differ from the first (DNS rebinding), on every redirect hop and for
+every new connection. TLS still verifies the certificate against the host name (SNI), not the address.
+`check_url` is the same check at the door (the API and CLI refuse a webhook before storing it).
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
-from collections.abc import Collection
+import ssl
+import typing
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from pipeline.errors import FeedError
+import httpcore
+import httpx
+
+from pipeline.errors import FeedError, NewsflowError
 from pipeline.urls import DEFAULT_PORTS
 
 # Cloud metadata endpoints. Most are already link-local/private, listed so the refusal says why.
@@ -56,56 +71,175 @@ def refusal_reason(address: str) -> str | None:
         return "a non-public address"
     return None
 
+# The resolver, one name so tests can answer for any host without DNS (a rebinding stub).
+getaddrinfo = socket.getaddrinfo
 
-def _allowed(allow_hosts: Collection[str]) -> set[str]:
-    return {h.strip().rstrip(".").lower().strip("[]") for h in allow_hosts}
+
+class OutboundRefused(NewsflowError):
+    """A request the policy does not allow; one line that says where and why. Permanent: retrying cannot help."""
 
 
-def needs_dns(url: str, allow_hosts: Collection[str] = ()) -> bool:
-    """Whether `check_feed_url` would resolve the host, a blocking call: not for allowed hosts and IP literals,
-    nor for an unparseable URL (refused at once)."""
-    try:
-        host = (urlsplit(url.strip()).hostname or "").rstrip(".").lower()
-    except ValueError:
-        return False
-    try:
-        ipaddress.ip_address(host)
-        return False
-    except ValueError:
-        return bool(host) and host not in _allowed(allow_hosts)
+class Unresolvable(OutboundRefused):
+    """The host has no address (now): at the door a refusal, at send time a transient connect error."""
+
+
+@dataclass(frozen=True)
+class OutboundPolicy:
+    """Which hosts may be reached. `allow_hosts` (names or literal IPs, e.g. a local test server) are reached
+    whatever they resolve to; `setting` names the config key that lists them, for the refusal message."""
+
+    allow_hosts: frozenset[str] = frozenset()
+    setting: str = "poller.allow_private_hosts"
+
+    @classmethod
+    def allowing(cls, hosts: Iterable[str], setting: str) -> OutboundPolicy:
+        return cls(frozenset(h.rstrip(".").lower() for h in hosts), setting)
+
+    def allowed(self, host: str) -> bool:
+        return host.rstrip(".").lower() in self.allow_hosts
+
+    def check_syntax(self, url: str, what: str = "URL") -> tuple[str, int]:
+        """(host, port) of an http(s) URL with a host; raises OutboundRefused otherwise. No DNS."""
+        try:
+            parts = urlsplit(url.strip())
+            port = parts.port
+        except ValueError as exc:
+            raise OutboundRefused(f"invalid {what} {url!r}: {exc}") from None
+        scheme = parts.scheme.lower()
+        if scheme not in DEFAULT_PORTS:
+            raise OutboundRefused(f"refusing {what} {url!r}: only http and https are allowed")
+        host = (parts.hostname or "").rstrip(".").lower()
+        if not host:
+            raise OutboundRefused(f"refusing {what} {url!r}: no host")
+        return host, port or DEFAULT_PORTS[scheme]
+
+    def resolve(self, host: str, port: int) -> list[str]:
+        """The addresses to connect to: resolved once, each checked unless the host is allow-listed."""
+        host = host.rstrip(".").lower()
+        try:
+            infos = getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+        except (socket.gaierror, UnicodeError, OSError) as exc:
+            raise Unresolvable(f"cannot resolve host {host!r}: {exc}") from None
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        if not addresses:
+            raise Unresolvable(f"cannot resolve host {host!r}: no addresses")
+        if self.allowed(host):
+            return addresses
+        for address in addresses:  # all of them: a client may pick any
+            if (why := refusal_reason(address)) is not None:
+                raise OutboundRefused(
+                    f"host {host!r} resolves to {address}, {why} (add it to {self.setting} to allow)"
+                )
+        return addresses
+
+    def addresses(self, host: str, port: int) -> list[str]:
+        """`resolve` for a connection: a failed lookup is a connect error (retried), a refusal is not."""
+        try:
+            return self.resolve(host, port)
+        except Unresolvable as exc:
+            raise httpcore.ConnectError(str(exc)) from None
+
+    def check_url(self, url: str, what: str = "URL") -> None:
+        """The whole check without connecting (at the door: a feed or webhook being added). A host that does not
+        resolve now is let through: the connection-time check refuses it if it later resolves inside."""
+        host, port = self.check_syntax(url, what)
+        if self.allowed(host):
+            return
+        try:
+            self.resolve(host, port)
+        except Unresolvable:  # no answer (yet, or offline): nothing to refuse; every connection is checked again
+            return
+        except OutboundRefused as exc:
+            raise OutboundRefused(f"refusing {what} {url!r}: {exc}") from None
+
+
+class _PinnedBackend(httpcore.NetworkBackend):
+    def __init__(self, policy: OutboundPolicy) -> None:
+        self.policy, self._inner = policy, httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        error: Exception | None = None
+        for address in self.policy.addresses(host, port):
+            try:
+                return self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
+            except httpcore.ConnectError as exc:
+                error = exc
+        assert error is not None
+        raise error
+
+    def connect_unix_socket(self, *args: typing.Any, **kwargs: typing.Any) -> httpcore.NetworkStream:
+        raise OutboundRefused("refusing a unix socket connection")
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+class _PinnedAsyncBackend(httpcore.AsyncNetworkBackend):
+    def __init__(self, policy: OutboundPolicy) -> None:
+        self.policy, self._inner = policy, httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        error: Exception | None = None
+        for address in await asyncio.to_thread(self.policy.addresses, host, port):  # DNS blocks: not on the loop
+            try:
+                return await self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
+            except httpcore.ConnectError as exc:
+                error = exc
+        assert error is not None
+        raise error
+
+    async def connect_unix_socket(self, *args: typing.Any, **kwargs: typing.Any) -> httpcore.AsyncNetworkStream:
+        raise OutboundRefused("refusing a unix socket connection")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def _pool_args(limits: httpx.Limits) -> dict[str, typing.Any]:
+    context: ssl.SSLContext = httpx.create_ssl_context(trust_env=False)
+    return {
+        "ssl_context": context,
+        "max_connections": limits.max_connections,
+        "max_keepalive_connections": limits.max_keepalive_connections,
+        "keepalive_expiry": limits.keepalive_expiry,
+    }
+
+
+def pinned_transport(policy: OutboundPolicy, limits: httpx.Limits | None = None) -> httpx.AsyncHTTPTransport:
+    """An httpx transport whose every connection goes through `policy` to the address it checked. No proxy from
+    the environment: a proxy would do its own resolving."""
+    limits = limits or httpx.Limits()
+    transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
+    transport._pool = httpcore.AsyncConnectionPool(**_pool_args(limits), network_backend=_PinnedAsyncBackend(policy))
+    return transport
+
+
+def pinned_sync_transport(policy: OutboundPolicy, limits: httpx.Limits | None = None) -> httpx.HTTPTransport:
+    limits = limits or httpx.Limits()
+    transport = httpx.HTTPTransport(limits=limits, trust_env=False)
+    transport._pool = httpcore.ConnectionPool(**_pool_args(limits), network_backend=_PinnedBackend(policy))
+    return transport
 
 
 def check_feed_url(url: str, allow_hosts: Collection[str] = ()) -> None:
-    """Raise FeedError unless `url` is http(s) and every address its host resolves to is public.
-
-    Every resolved address is checked (not just the first) because the HTTP client may pick any of them.
-    `allow_hosts` (host names or literal IPs, e.g. a local test server) skips the address check. A remaining
-    gap: DNS can answer differently when the client connects (rebinding); pin the checked address in the
-    transport to close it.
-    """
+    """Raise FeedError unless `url` is http(s) and every address its host resolves to is public (or the host is
+    allow-listed in `poller.allow_private_hosts`). The poller's transport repeats this check on the address it
+    connects to; this is the check at the door (`feeds add`, config)."""
     try:
-        parts = urlsplit(url.strip())
-        port = parts.port
-    except ValueError as exc:
-        raise FeedError(f"invalid feed URL {url!r}: {exc}") from None
-    scheme = parts.scheme.lower()
-    if scheme not in DEFAULT_PORTS:
-        raise FeedError(f"refusing feed URL {url!r}: only http and https are allowed")
-    host = (parts.hostname or "").rstrip(".").lower()
-    if not host:
-        raise FeedError(f"refusing feed URL {url!r}: no host")
-    if host in _allowed(allow_hosts):
-        return
-    try:
-        infos = socket.getaddrinfo(host, port or DEFAULT_PORTS[scheme], proto=socket.IPPROTO_TCP)
-    except (socket.gaierror, UnicodeError, OSError) as exc:
-        raise FeedError(f"cannot resolve host {host!r} of feed URL {url!r}: {exc}") from None
-    addresses = sorted({str(info[4][0]) for info in infos})
-    if not addresses:
-        raise FeedError(f"cannot resolve host {host!r} of feed URL {url!r}: no addresses")
-    for address in addresses:
-        if (why := refusal_reason(address)) is not None:
-            raise FeedError(
-                f"refusing feed URL {url!r}: host {host!r} resolves to {address}, {why} "
-                "(add it to poller.allow_private_hosts to allow)"
-            )
+        OutboundPolicy.allowing(allow_hosts, "poller.allow_private_hosts").check_url(url, "feed URL")
+    except OutboundRefused as exc:
+        raise FeedError(str(exc)) from None

@@ -86,6 +86,26 @@ def test_a_malformed_subscription_is_a_422_naming_the_field(client: TestClient, 
     assert any(where in [str(p) for p in e["loc"]] for e in response.json()["detail"]), response.json()
 
 
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://127.0.0.1:9200/newsflow-articles/_doc", "a loopback address"),  # the search engine itself
+        ("http://169.254.169.254/latest/meta-data/", "a cloud metadata address"),
+        ("http://[::ffff:10.0.0.1]/hook", "a private address"),
+    ],
+)
+def test_a_webhook_aimed_inside_is_a_422_and_nothing_is_stored(client: TestClient, url: str, why: str) -> None:
+    """Refused before the store is touched: the search engine is unreachable here, and the answer is still a 422
+    (the store would have given a 503)."""
+    body = {**VALID, "channels": [{"type": "webhook", "url": url}]}
+    response = client.post("/subscriptions", headers={API_KEY_HEADER: ANN_KEY}, json=body)
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert detail.startswith(f"refusing webhook URL {url!r}") and why in detail and "\n" not in detail
+    replaced = client.put("/subscriptions/x", headers={API_KEY_HEADER: ANN_KEY}, json=body)
+    assert replaced.status_code == 422, replaced.text
+
+
 def test_a_malformed_since_is_a_422_with_the_same_reason_as_the_cli(client: TestClient) -> None:
     response = client.get("/subscriptions/x/test?since=yesterday", headers={API_KEY_HEADER: ANN_KEY})
     assert response.status_code == 422

@@ -190,3 +190,18 @@ def test_search_engine_connection_failure_is_a_plain_error(monkeypatch: pytest.M
         "try `newsflow stack status`"
     )
     assert not (isolated / "logs" / "crash.log").exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("file:///etc/passwd", "only http and https are allowed"),
+        ("gopher://example.com/", "only http and https are allowed"),
+        ("http://[::1", "invalid feed URL"),
+        ("http://169.254.169.254/latest/meta-data/", "a cloud metadata address"),
+    ],
+)
+def test_feeds_add_refuses_a_bad_url_at_the_door(url: str, said: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Refused before any Kafka contact: one line, exit 1, nothing written."""
+    assert cli.main(["feeds", "add", url]) == 1
+    assert said in _one_line(capsys.readouterr().err)
