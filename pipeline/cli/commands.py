@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -225,8 +226,12 @@ def configure_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    # kafka-python warns about transients a person need not see (a new group's coordinator loading, a leader
+    # moving); newsflow reports real problems in its own words. Stage processes write to log files, which keep
+    # the libraries' warnings (`NEWSFLOW_LOG_LIBRARIES`, set by `newsflow run` for its children).
+    library = logging.WARNING if os.environ.get("NEWSFLOW_LOG_LIBRARIES") else logging.ERROR
     for noisy in ("kafka", "httpx", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else library)
     # The search clients log every failed connection with a traceback; newsflow reports those itself.
     for client in ("opensearch", "elasticsearch", "elastic_transport"):
         logging.getLogger(client).setLevel(logging.DEBUG if verbose else logging.CRITICAL)

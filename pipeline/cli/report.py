@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from pipeline import status as heartbeat
@@ -16,21 +18,51 @@ STALE_AFTER_S = 30.0
 FINISHED_SHOWN_S = 600.0  # processes that ended longer ago than this are counted, not listed (tests leave many)
 
 
-def format_story(n: int, hit: StoryHit) -> str:
+def format_story(n: int, hit: StoryHit, *, max_sources: int = 5) -> str:
+    """A story as a reader counts it: reports, outlets, copies; the counts agree with what is listed below."""
     s = hit.story
-    sources = ", ".join(s.get("sources", []))
+    sources = list(s.get("sources", []))
+    reports = int(s.get("article_count", 0)) + int(s.get("duplicate_count", 0)) or len(hit.articles)
+    copies = int(s.get("duplicate_count", 0))
+    counts = f"{_plural(reports, 'report')} from {_plural(len(sources), 'outlet')}"
+    if copies:
+        counts += f", {copies} of them {'a copy' if copies == 1 else 'copies'} of another report"
     lines = [
         f"{n}. {s.get('title', '')}",
-        f"   story {s.get('story_id')} · {s.get('article_count', len(hit.articles))} articles"
-        f" ({s.get('duplicate_count', 0)} duplicates) · sources: {sources or '-'}"
-        f" · first seen {s.get('first_seen', '?')[:16]}",
+        f"   story {s.get('story_id')} · {counts} · first seen {_utc(s.get('first_seen'))}",
+        f"   outlets: {cut(sources, max_sources) or '-'}",
     ]
+    source_of = {a.get("id"): a.get("source", "?") for a in hit.articles}
     for a in hit.articles:
-        dup = f"  [duplicate of {a['duplicate_of']}]" if a.get("duplicate_of") else ""
+        original = a.get("duplicate_of")
+        dup = f"  [copy of the {source_of[original]} report]" if original in source_of else ""
+        dup = dup or (f"  [copy of {original}]" if original else "")
         lines.append(f"   - {a.get('source', '?')}: {a.get('title', '')}{dup}")
         if a.get("url"):
             lines.append(f"     {a['url']}")
+    if 0 < len(hit.articles) < reports:
+        lines.append(f"   (+{reports - len(hit.articles)} more in this story that do not match the query)")
     return "\n".join(lines)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def cut(items: list[str], keep: int) -> str:
+    """A list for one line: the first `keep`, then "+N more"."""
+    shown = ", ".join(items[:keep])
+    return f"{shown} +{len(items) - keep} more" if len(items) > keep else shown
+
+
+def _utc(value: object) -> str:
+    """An ISO time as "YYYY-MM-DD HH:MM UTC" (marked, so nobody reads it as local time)."""
+    try:
+        when = datetime.fromisoformat(str(value))
+    except ValueError:
+        return "?"
+    when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    return when.strftime("%Y-%m-%d %H:%M UTC")
 
 
 def search(
@@ -80,11 +112,29 @@ def consumer_lag(settings: Settings) -> dict[str, int]:
             if not offsets:
                 continue
             ends = consumer.end_offsets(list(offsets))
-            lags[group] = sum(max(0, ends[tp] - om.offset) for tp, om in offsets.items() if om.offset >= 0)
+            lags[group] = sum(
+                messages_between(consumer, tp, om.offset, ends[tp]) for tp, om in offsets.items() if om.offset >= 0
+            )
     finally:
         consumer.close()
         client.close()
     return lags
+
+
+def messages_between(consumer: Any, tp: Any, start: int, end: int, exact_up_to: int = 1000) -> int:
+    """Committed messages in [start, end). Transactions leave a commit marker after their records, which takes an
+    offset but is no message, so an idle, caught-up group sits a few offsets short of the end: small gaps are
+    counted record by record; large ones (a real backlog) are the offset difference, close enough."""
+    gap = end - start
+    if gap <= 0 or gap > exact_up_to:
+        return max(0, gap)
+    consumer.assign([tp])
+    consumer.seek(tp, start)
+    count, deadline = 0, time.monotonic() + 5.0
+    while consumer.position(tp) < end and time.monotonic() < deadline:
+        for records in consumer.poll(timeout_ms=200).values():
+            count += sum(1 for r in records if r.offset < end)
+    return count if consumer.position(tp) >= end else gap
 
 
 def index_counts(settings: Settings) -> dict[str, int]:

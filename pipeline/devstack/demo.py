@@ -38,6 +38,7 @@ from pipeline.alerts.store import SubscriptionStore
 from pipeline.devstack import supervisor
 from pipeline.ingest.feeds import parse_feed
 from pipeline.ingest.poller import Poller
+from pipeline.progress import Progress
 from pipeline.search import SearchBackend, connect
 from pipeline.settings import AlertSettings, FeedConfig, Settings
 from pipeline.stream import bus
@@ -221,18 +222,20 @@ def wait_for_articles(
 ) -> int:
     """Poll the index until every id is searchable (or time runs out); returns how many are. Alerts reaching
     `receiver` meanwhile are printed as they come."""
-    deadline = time.monotonic() + timeout_s
+    started = time.monotonic()
+    deadline = started + timeout_s
     found = 0
+    progress = Progress(every_s=5.0)
     while time.monotonic() < deadline:
         for _, body in receiver.fresh() if receiver else []:
-            print(f"\r  {announce(body)}")
+            progress.note(f"  {announce(body)}")
         backend.refresh()
         found = backend.count(settings.search.indices.articles, {"ids": {"values": ids}})
-        print(f"\r  indexed {found}/{len(ids)} sample articles", end="", flush=True)
+        progress.update(f"  indexed {found}/{len(ids)} sample articles ({time.monotonic() - started:.0f} s)")
         if found == len(ids):
             break
         time.sleep(2.0)
-    print()
+    progress.done()
     return found
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from pipeline import status
+from pipeline.progress import Progress
 from pipeline.search import connect
 from pipeline.settings import Settings
 from pipeline.stream import bus
@@ -33,7 +34,7 @@ class Child:
 
 
 def spawn(name: str, args: list[str], settings: Settings, env: Mapping[str, str] | None = None) -> Child:
-    """Start `python -m pipeline ARGS` with its output in a log file."""
+    """Start `python -m pipeline ARGS` with its output in a log file (which keeps the libraries' warnings too)."""
     logs = settings.stack.state_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / f"{name}.log"
@@ -42,7 +43,7 @@ def spawn(name: str, args: list[str], settings: Settings, env: Mapping[str, str]
         [sys.executable, "-m", "pipeline", *args],
         stdout=handle,
         stderr=subprocess.STDOUT,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, "NEWSFLOW_LOG_LIBRARIES": "1", **(env or {})},
         start_new_session=True,  # Ctrl-C reaches only us; we stop the children in order
     )
     handle.close()
@@ -111,17 +112,24 @@ def run_all(settings: Settings, *, workers: int = 1) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+    progress = Progress(every_s=30.0)
+    failing: list[str] = []
     try:
         while not stopping:
             dead = [c for c in children if c.proc.poll() is not None]
             if dead:
-                print(f"\nnewsflow: {dead[0].name} exited with {dead[0].proc.returncode}; see {dead[0].log}")
+                progress.note(f"newsflow: {dead[0].name} exited with {dead[0].proc.returncode}; see {dead[0].log}")
                 break
-            sys.stdout.write("\r" + status_line(status.read_all(settings.stack.state_dir)).ljust(120)[:160])
-            sys.stdout.flush()
+            beats = status.read_all(settings.stack.state_dir)
+            kinds = list(beats.get("poller", {}).get("failing_kinds") or [])
+            if [k.split(" (e.g.")[0] for k in kinds] != [k.split(" (e.g.")[0] for k in failing]:
+                for line in kinds:  # one line per kind of failure, when that picture changes
+                    progress.note(f"poller: {line}")
+                failing = kinds
+            progress.update(status_line(beats)[:160])
             time.sleep(2.0)
     finally:
-        print("\nnewsflow: stopping (poller, alerts, indexer, workers)...")
+        progress.done("newsflow: stopping (poller, alerts, indexer, workers)...")
         stop_all(list(reversed(children)))
         print("newsflow: stopped")
     return 0 if stopping else 1

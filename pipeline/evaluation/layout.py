@@ -30,6 +30,7 @@ RANKS: dict[str, int] = {
     "status": 0,
     "jsonl": 0,
     "urls": 0,
+    "progress": 0,
     "nlp": 1,
     "stories": 2,
     "stream": 3,

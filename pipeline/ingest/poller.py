@@ -42,7 +42,7 @@ from pipeline.errors import FeedError
 from pipeline.ingest.feeds import parse_feed
 from pipeline.ingest.fetch import Response, fetch, http_client
 from pipeline.ingest.outbox import Record, TransactionalOutbox
-from pipeline.ingest.results import FeedResult, PollTotals
+from pipeline.ingest.results import FeedResult, PollTotals, failure_summary
 from pipeline.ingest.schedule import (
     MAX_RECENT_IDS,
     Bounds,
@@ -65,6 +65,7 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 5.0
 EXPIRE_EVERY_S = 3600.0
+SUMMARY_EVERY_S = 60.0
 
 MoveSink = Callable[[FeedConfig], None]
 
@@ -187,13 +188,16 @@ class Poller:
         """Start every due feed (the semaphores bound what is in flight), then sleep until the next due time
         or until something changes (a poll finished and rescheduled its feed, a feed was added)."""
         running: set[asyncio.Task[FeedResult]] = set()
-        last_expire = time.monotonic()
+        last_expire = last_summary = time.monotonic()
+        reported: list[str] = []
         while not self._stop.is_set():
             for fid in self.queue.pop_due(now_s()):
                 if (feed := self._by_id.get(fid)) is not None:
                     task = asyncio.create_task(self._poll_scheduled(client, feed))
                     running.add(task)
                     task.add_done_callback(running.discard)
+            if time.monotonic() - last_summary > SUMMARY_EVERY_S:
+                last_summary, reported = time.monotonic(), self._report_failures(reported)
             if time.monotonic() - last_expire > EXPIRE_EVERY_S:
                 self.seen.expire()
                 last_expire = time.monotonic()
@@ -202,11 +206,20 @@ class Poller:
         if running:  # let polls in flight finish (their items are produced and marked, or not at all)
             await asyncio.wait(running, timeout=self.settings.poller.timeout_s * 2)
 
+    def _report_failures(self, reported: list[str]) -> list[str]:
+        """The failing feeds by kind, when that picture changed since the last report."""
+        lines = failure_summary(self.totals.last_errors)
+        kinds = [line.split(" (e.g.")[0] for line in lines]
+        if kinds != [line.split(" (e.g.")[0] for line in reported]:
+            for line in lines:
+                log.warning("%s", line)
+        return lines
+
     async def _poll_scheduled(self, client: httpx.AsyncClient, feed: FeedConfig) -> FeedResult:
         result = await self.poll_feed(client, feed)
         self.totals.add([result])
-        if not result.ok:
-            log.warning("feed %s: %s", result.url, result.error)
+        if not result.ok:  # summarised by kind every SUMMARY_EVERY_S (`_report_failures`), not one line per poll
+            log.debug("feed %s: %s", result.url, result.error)
         fid = feed.feed_id()
         if fid in self._by_id and (state := self.states.get(fid)) is not None:
             self.queue.schedule(fid, state.next_due)
@@ -220,10 +233,10 @@ class Poller:
         self.seen.expire()
         self.totals.cycles += 1
         self.totals.add(results)
-        for r in results:
-            if not r.ok:
-                log.warning("feed %s: %s", r.url, r.error)
-        if results and all(not r.ok for r in results):
+        failed = {r.url: r.error or "failed" for r in results if not r.ok}
+        for line in failure_summary(failed):
+            log.warning("%s", line)
+        if results and len(failed) == len(results):
             log.warning("no feed could be polled this cycle (offline? every feed failed)")
         status.write("poller", self.status(), force=True)
         return results
@@ -398,6 +411,7 @@ class Poller:
             "failed": t.failed,
             "produced": t.produced,
             "failing_feeds": dict(list(t.last_errors.items())[:20]),
+            "failing_kinds": failure_summary(t.last_errors),  # one line per kind of failure, for `newsflow run`
             **self.status_extra,
         }
 

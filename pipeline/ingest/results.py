@@ -5,8 +5,22 @@ result) use them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+
+# Failure classes, in the order they are tried: (pattern in the one-line error, what to tell a person).
+FAILURE_CLASSES = (
+    (
+        re.compile(r"cannot resolve|Name or service not known|name resolution|nodename nor servname", re.I),
+        "their hosts do not resolve (no network or DNS?)",
+    ),
+    (re.compile(r"refusing|invalid feed URL", re.I), "refused by the outbound policy or not a valid URL"),
+    (re.compile(r"timed out|Timeout", re.I), "timed out"),
+    (re.compile(r"ConnectError|Connection refused|unreachable|ConnectionReset", re.I), "the connection failed"),
+    (re.compile(r"HTTP (\d{3})"), "HTTP {0}"),
+    (re.compile(r"not a feed|malformed|XML|parse", re.I), "the response is not a readable feed"),
+)
 
 
 @dataclass
@@ -39,3 +53,22 @@ class PollTotals:
             else:
                 self.failed += 1
                 self.last_errors[r.url] = r.error or "failed"
+
+
+def failure_summary(errors: Mapping[str, str], examples: int = 1) -> list[str]:
+    """One line per kind of failure ("8 feeds unreachable: their hosts do not resolve (no network or DNS?)"),
+    with an example, instead of one line per feed: what a person can act on when many feeds fail alike."""
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for url, error in errors.items():
+        kind = "other errors"
+        for pattern, label in FAILURE_CLASSES:
+            if m := pattern.search(error):
+                kind = label.format(*m.groups())
+                break
+        groups.setdefault(kind, []).append((url, error))
+    lines = []
+    for kind, items in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        feeds = f"{len(items)} feed{'s' if len(items) != 1 else ''}"
+        sample = "; ".join(f"{url}: {error}" for url, error in items[:examples])
+        lines.append(f"{feeds} failing: {kind} (e.g. {sample})")
+    return lines

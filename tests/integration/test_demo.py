@@ -35,6 +35,14 @@ def test_demo_prints_the_alert_it_received_and_cleans_up(
     assert done.returncode == 0, out + done.stderr
     assert "stories: 5 (expected 5)" in out and "articles indexed: 17 of 17" in out, out
 
+    # What a first-time user reads (captured: not a terminal): plain progress lines, each saying something new,
+    # never the same status side by side; no library's log lines, on either stream.
+    progress = [line for line in out.splitlines() if "sample articles" in line and "indexed" in line]
+    assert progress and all(line.count("indexed") == 1 for line in progress), progress
+    assert len(progress) == len(set(progress)) and "\r" not in out, progress
+    for stream in (out, done.stderr):
+        assert not re.search(r"WARNING|ERROR|Traceback|kafka\.|NotCoordinator", stream), stream
+
     live = [line for line in out.splitlines() if line.strip().startswith('webhook received a "new" alert: ')]
     summary = out.split("== newsflow demo summary ==")[1]
     head = re.search(r'^alerts: (\d) for the subscription "North Korea", one per story', summary, re.MULTILINE)
