@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from pipeline.errors import ConfigError, first_problem
+from pipeline.urls import feed_url_problem
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,6 +55,19 @@ class Indices(_Section):
     stories: str = "newsflow-stories"
 
 
+class QueryLimits(_Section):
+    """What a query string may be (`newsflow search`, subscriptions from the CLI and the API), checked before anything
+    reaches the search engine (`pipeline/search/query_text.py`; the syntax is in README, "Alert subscriptions")."""
+
+    max_chars: int = Field(1000, ge=10, description="longest query string")
+    max_terms: int = Field(50, ge=1, description="words in a query (each word of a phrase counts, so does a prefix)")
+    max_depth: int = Field(5, ge=0, description="parentheses nested at most this deep")
+    max_prefixes: int = Field(5, ge=0, description="trailing-wildcard terms (korea*) in one query; 0: none")
+    min_prefix_chars: int = Field(3, ge=1, description="letters or digits a trailing wildcard needs before the *")
+    max_filters: int = Field(50, ge=1, description="entity, source and language values of one search/subscription")
+    max_value_chars: int = Field(200, ge=1, description="longest filter value or subscription name")
+
+
 class SearchSettings(_Section):
     backend: Literal["auto", "opensearch", "elasticsearch"] = "auto"
     url: str = "http://127.0.0.1:9200"
@@ -72,6 +86,7 @@ class SearchSettings(_Section):
     )
     retry_backoff_s: float = Field(0.5, gt=0)
     retry_backoff_max_s: float = Field(30.0, gt=0)
+    query_limits: QueryLimits = QueryLimits()
 
 
 class PollerSettings(_Section):
@@ -231,6 +246,11 @@ class AlertSettings(_Section):
         default_factory=list,
         description="webhook hosts (names or IPs) allowed although they resolve to loopback/private addresses",
     )
+    kafka_topics: list[str] = Field(
+        default_factory=list,
+        description="the only topics a Kafka channel may post to (empty: the Kafka channel is refused); never"
+        " the pipeline's own topics (kafka.topics.*) or Kafka's internal `__` topics",
+    )
     smtp_host: str = "127.0.0.1"
     smtp_port: int = Field(25, ge=1, le=65535)
     smtp_from: str = "newsflow@localhost"
@@ -268,6 +288,22 @@ class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8765, ge=1, le=65535)
     keys: list[ApiKey] = Field(default_factory=list)
+    max_body_bytes: int = Field(
+        65_536, ge=1024, description="larger request bodies are refused (413) before they are read, key or not"
+    )
+    engine_timeout_s: float = Field(10.0, gt=0, description="longest wait for the search engine per call (then 504)")
+    key_rate_per_s: float = Field(10.0, gt=0, description="requests per second one API key may keep making")
+    key_burst: int = Field(30, ge=1, description="... and in a burst")
+    address_rate_per_s: float = Field(20.0, gt=0, description="requests per second from one client address")
+    address_burst: int = Field(60, ge=1)
+    bad_key_rate_per_s: float = Field(
+        0.1, gt=0, description="wrong API keys per second one address may try (then every key from it is a 429)"
+    )
+    bad_key_burst: int = Field(10, ge=1)
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="proxies whose X-Forwarded-For names the client (rate limits per address); none by default",
+    )
 
 
 class KafkaStack(_Section):
@@ -310,6 +346,14 @@ class FeedConfig(_Section):
     min_interval_s: float | None = Field(None, gt=0)
     max_interval_s: float | None = Field(None, gt=0)
 
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        """Syntax only (no DNS: the addresses are checked at the door and on every connection)."""
+        if problem := feed_url_problem(v):
+            raise ValueError(problem)
+        return v
+
     def feed_id(self) -> str:
         """`id` if set, else a hash of the URL (lower-cased scheme/host, no fragment) that never changes."""
         if self.id:
@@ -342,6 +386,18 @@ class Settings(BaseSettings):
     stack: StackSettings = Field(default_factory=StackSettings)
     feeds: list[FeedConfig] = Field(default_factory=list)
 
+    @model_validator(mode="after")
+    def _alert_topics_not_ours(self) -> Settings:
+        """A Kafka channel must never write into the pipeline's own input (or Kafka's internals): listing such a
+        topic is a config error (raised as such: it names the key, not a pydantic location)."""
+        ours = [*self.kafka.topics.model_dump().items(), *Topics().model_dump().items()]  # configured, defaults
+        for topic in self.alerts.kafka_topics:
+            owner = next((f"kafka.topics.{name}" for name, t in ours if t == topic), None)
+            why = "an internal Kafka topic" if topic.startswith("__") else owner and f"the pipeline's own {owner}"
+            if why:
+                raise ConfigError(f"invalid setting alerts.kafka_topics: {topic!r} is {why}; alerts may not post there")
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -365,9 +421,16 @@ def config_dir() -> Path:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
+        text = raw.decode("utf-8")
+        data = yaml.safe_load(text)
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text: byte 0x{raw[exc.start]:02x} at position {exc.start} (line {line})"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
@@ -381,6 +444,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 def _describe(err: ValidationError, files: list[Path]) -> str:
     key, problem = first_problem(err)
+    problem = problem.removeprefix("Value error, ")  # a validator's own sentence reads better without it
     env = "NEWSFLOW_" + "__".join(str(p).upper() for p in err.errors()[0]["loc"] if not isinstance(p, int))
     origin = ", ".join(str(f) for f in files) or "defaults"
     more = f" (+{err.error_count() - 1} more)" if err.error_count() > 1 else ""

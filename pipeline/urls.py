@@ -163,3 +163,18 @@ def canonical_url(url: str) -> str:
     netloc = host if port is None or port == DEFAULT_PORTS[scheme] else f"{host}:{port}"
     path = _remove_dot_segments(_normalise_escapes(parts.path or "/", _PATH_SAFE))
     return urlunsplit((scheme, netloc, path, _canonical_query(parts.query), ""))
+
+
+def feed_url_problem(url: str) -> str | None:
+    """Why `url` cannot be a feed (not http(s), no host, unparseable), in the words of the outbound policy's
+    syntax check (`pipeline/ingest/safety.py`), or None. Syntax only: no DNS (config load, `FeedConfig`)."""
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - a port that is not a number raises here
+    except ValueError as exc:
+        return f"invalid feed URL {url!r}: {exc}"
+    if parts.scheme.lower() not in DEFAULT_PORTS:
+        return f"refusing feed URL {url!r}: only http and https are allowed"
+    if not parts.hostname:
+        return f"refusing feed URL {url!r}: no host"
+    return None

@@ -5,7 +5,8 @@ A failure no retry can fix (`PermanentError`, e.g. HTTP 404 from a webhook, an a
 a redirect) dead-letters at once; any other is retried until the attempts run out. Webhooks go through the outbound
 policy (`pipeline/ingest/safety.py`): resolved once, checked, connected to the checked address, no redirects
 followed, so a host whose DNS answer turns private after the subscription was accepted is refused at send time.
-Senders only raise: recording the outcome is the alert log's job.
+A Kafka channel posts only to a topic of the operator's allow-list (`alerts.kafka_topics`, `topics.py`), checked
+again at send time. Senders only raise: recording the outcome is the alert log's job.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pipeline.alerts.alert_log import Status
 from pipeline.alerts.messages import Outgoing, webhook_body
 from pipeline.alerts.models import Channel, EmailChannel, KafkaChannel, WebhookChannel
 from pipeline.alerts.store import webhook_policy
+from pipeline.alerts.topics import TopicRefused, check_kafka_topic
 from pipeline.ingest.safety import OutboundRefused, pinned_sync_transport
 from pipeline.settings import AlertSettings, Settings
 
@@ -82,8 +84,14 @@ class Senders:
             smtp.send_message(msg)
 
     def kafka(self, out: Outgoing, channel: KafkaChannel) -> None:
+        """JSON on the channel's topic, if the allow-list still allows it (checked again here: the list may have
+        changed since the subscription was accepted); a refused topic is dead at once."""
         from pipeline.stream import bus
 
+        try:
+            check_kafka_topic(channel.topic, self.alerts, self.settings.kafka.topics)
+        except TopicRefused as exc:
+            raise PermanentError(str(exc)) from None
         with self._lock:
             if self._producer is None:
                 self._producer = bus.producer(self.settings)

@@ -13,13 +13,15 @@ import json
 from typing import Any
 
 from pipeline.alerts.models import Alert, Channel, Subscription, SubscriptionSpec, WebhookChannel
+from pipeline.alerts.topics import check_kafka_channels
 from pipeline.errors import ConflictError, QueryError
 from pipeline.ingest.safety import OutboundPolicy
 from pipeline.models import EnrichedArticle
 from pipeline.search.backend import SearchBackend
 from pipeline.search.documents import entity_fields
+from pipeline.search.query_text import CheckedQuery, check_query, check_values, query_string_clause, shown
 from pipeline.search.templates import ENTITY_FIELDS, article_mappings
-from pipeline.settings import AlertSettings
+from pipeline.settings import AlertSettings, QueryLimits
 
 TEXT_FIELDS = ("title", "summary", "text")
 MAX_MATCHES = 10_000  # subscriptions returned by one percolate request
@@ -43,11 +45,22 @@ def subscriptions_mappings() -> dict[str, Any]:
     }
 
 
-def compile_query(sub: Subscription) -> dict[str, Any]:
-    """The subscription as one bool query: text in `must`, filters in `filter` (no scoring needed)."""
-    must: list[dict[str, Any]] = []
-    if sub.query.strip():
-        must.append({"query_string": {"query": sub.query, "fields": list(TEXT_FIELDS), "default_operator": "AND"}})
+def check_subscription(spec: SubscriptionSpec, limits: QueryLimits) -> CheckedQuery:
+    """At the door (API, CLI, the store): the query in the safe subset (`pipeline/search/query_text.py`) and the
+    name and filters within `search.query_limits`, before anything reaches the search engine."""
+    checked = check_query(spec.query, limits, "subscription query")
+    check_values([spec.name], limits, "subscription name")
+    check_values([name for _, name in spec.entities.items()], limits, "entity names")
+    check_values(spec.sources, limits, "sources")
+    check_values(spec.languages, limits, "languages")
+    return checked
+
+
+def compile_query(sub: Subscription, limits: QueryLimits | None = None) -> dict[str, Any]:
+    """The subscription as one bool query: text in `must`, filters in `filter` (no scoring needed). The text
+    goes to the engine as the query string rendered from its checked parse tree, never as typed."""
+    checked = check_subscription(sub, limits or QueryLimits())
+    must: list[dict[str, Any]] = [query_string_clause(checked, TEXT_FIELDS)] if checked else []
     filters: list[dict[str, Any]] = [{"term": {f"entities.{f}": name}} for f, name in sub.entities.items()]
     if sub.sources:
         filters.append({"terms": {"source": sub.sources}})
@@ -84,6 +97,7 @@ def check_channels(channels: list[Channel], alerts: AlertSettings) -> None:
     for channel in channels:
         if isinstance(channel, WebhookChannel):
             policy.check_url(channel.url, "webhook URL")
+    check_kafka_channels(channels, alerts)  # Kafka topics: the operator's allow-list only (alerts/topics.py)
 
 
 class SubscriptionStore:
@@ -94,18 +108,21 @@ class SubscriptionStore:
         self.client: Any = backend.client
         self.index = alerts.subscriptions_index
         self.alerts = alerts
+        search = getattr(backend, "settings", None)
+        self.limits: QueryLimits = getattr(search, "query_limits", None) or QueryLimits()
 
     def ensure_index(self) -> None:
         create_index(self.client, self.index, subscriptions_mappings())
 
     def validate(self, sub: Subscription) -> dict[str, Any]:
-        """The compiled query, or QueryError (one line) if the engine cannot parse it against this mapping."""
-        query = compile_query(sub)
+        """The compiled query, or QueryError (one line, the query cut) if it is outside the safe subset or the
+        limits, or the engine cannot parse it against this mapping."""
+        query = compile_query(sub, self.limits)
         result = self.client.indices.validate_query(index=self.index, body={"query": query}, explain=True)
         if not result.get("valid"):
             explanations = result.get("explanations") or [{}]
             reason = explanations[0].get("error") or json.dumps(result.get("error", "invalid query"))
-            raise QueryError(f"invalid subscription query {sub.query!r}: {_one_line(reason)}")
+            raise QueryError(f"invalid subscription query {shown(sub.query)}: {_one_line(reason)}")
         return query
 
     def add(self, sub: Subscription) -> Subscription:
@@ -195,7 +212,7 @@ class SubscriptionStore:
             "size": size,
             "query": {
                 "bool": {
-                    "must": [compile_query(sub)],
+                    "must": [compile_query(sub, self.limits)],
                     "filter": [{"range": {"@timestamp": {"gte": since}}}, {"term": {"is_duplicate": False}}],
                 }
             },
@@ -249,10 +266,13 @@ def refresh_story(alert: Alert, status: str) -> dict[str, Any]:
 
 
 def _one_line(text: str) -> str:
-    """The engine's parse error without the shard prefix and the long token list."""
+    """The engine's parse error without the shard prefix, the long token list and the query it quotes."""
     text = " ".join(str(text).split())
     if "Cannot parse" in text:
         text = text[text.index("Cannot parse") :]
     for tail in (" Was expecting", "; nested:"):  # parse errors / lexical errors: the rest repeats the cause
         text = text.split(tail)[0]
-    return text.rstrip(".]; ")[:300]
+    if text.startswith("Cannot parse '") and "': " in text:
+        text = "Cannot parse the query: " + text.rsplit("': ", 1)[1]
+    text = text.rstrip(".]; ")
+    return text if len(text) <= 200 else f"{text[:200]}..."

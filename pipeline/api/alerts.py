@@ -5,6 +5,12 @@ owner's id answers 404 exactly like a missing one, so ids cannot be probed. Only
 configured (`api.keys`), so the config never holds a usable secret. The OpenAPI document is `/openapi.json`
 (browsable at `/docs`).
 
+At the edge (`limits.py`), before routing, key check or body parsing: a body over `api.max_body_bytes` is a 413,
+too many requests per address, per key or wrong keys per address are a 429 with Retry-After. A subscription's
+query, name and filters are checked (`check_subscription`: the safe query subset, `search.query_limits`) before
+the store is touched. The engine's own answers are told apart (`engine_failure`): a refused query is a 422, a
+timeout a 504, and only a failed connection is a 503 "not reachable".
+
 No `from __future__ import annotations` here: FastAPI reads the routes' annotations at runtime, and the
 dependency aliases are local to `create_app`.
 """
@@ -23,12 +29,12 @@ from pydantic import BaseModel
 
 from pipeline import __version__
 from pipeline.alerts.models import Subscription, SubscriptionSpec
-from pipeline.alerts.store import SubscriptionStore, check_channels
+from pipeline.alerts.store import SubscriptionStore, check_channels, check_subscription
+from pipeline.api.limits import BodyLimit, RateLimit
 from pipeline.errors import ConflictError, NewsflowError, QueryError, StackError
 from pipeline.ingest.safety import OutboundRefused
 from pipeline.search import connect
-from pipeline.search.backend import describe_unreachable
-from pipeline.search.queries import parse_since
+from pipeline.search.queries import engine_failure, parse_since
 from pipeline.settings import AlertSettings, ApiKey, Settings
 
 log = logging.getLogger(__name__)
@@ -63,25 +69,33 @@ class KeyRing:
     def owner(self, key: str | None) -> str | None:
         return self._owners.get(hash_key(key)) if key else None
 
+    def key_id(self, key: str) -> str | None:
+        """The configured hash of a valid key (what its rate limit is kept under), else None."""
+        hashed = hash_key(key)
+        return hashed if key and hashed in self._owners else None
+
 
 class LazyStore:
-    """Connects on first use, so the API starts (and answers 401/422) while the search engine is still down."""
+    """Connects on first use, so the API starts (and answers 401/422) while the search engine is still down.
+    Every engine call waits at most `api.engine_timeout_s` (then 504)."""
 
     def __init__(self, settings: Settings, alerts: AlertSettings) -> None:
-        self.settings, self.alerts = settings, alerts
+        self.search = settings.search.model_copy(update={"request_timeout_s": settings.api.engine_timeout_s})
+        self.alerts = alerts
         self._store: SubscriptionStore | None = None
         self._lock = threading.Lock()
 
     def __call__(self) -> SubscriptionStore:
         with self._lock:
             if self._store is None:
-                self._store = SubscriptionStore(connect(self.settings.search), self.alerts)
+                self._store = SubscriptionStore(connect(self.search), self.alerts)
             return self._store
 
 
 def create_app(settings: Settings) -> FastAPI:
     """The API for these settings (a factory, so tests and `newsflow api` build the same thing)."""
     alerts = settings.alerts
+    limits = settings.search.query_limits
     keys = KeyRing(settings.api.keys)
     store_of = LazyStore(settings, alerts)
     api_key = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="an API key from `api.keys`")
@@ -90,6 +104,9 @@ def create_app(settings: Settings) -> FastAPI:
         version=__version__,
         description="Alert subscriptions: tell a person once per story. Every route needs an `X-API-Key`.",
     )
+    # The last added runs first: rate limits, then the body limit, then routing (and only then key checks).
+    app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes)
+    app.add_middleware(RateLimit, api=settings.api, key_id=keys.key_id, header=API_KEY_HEADER)
 
     def owner(key: Annotated[str | None, Security(api_key)]) -> str:
         found = keys.owner(key)
@@ -130,18 +147,20 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.exception_handler(Exception)
     def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        if unreachable := describe_unreachable(exc):
-            return JSONResponse({"detail": unreachable}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
+        if failure := engine_failure(exc):  # refused 422, timeout 504, busy/unreachable 503, engine error 502
+            log.warning("%s %s: %s", request.method, request.url.path, failure.detail)
+            return JSONResponse({"detail": failure.detail}, status_code=failure.status)
         log.exception("%s %s failed", request.method, request.url.path)
         detail = f"internal error: {type(exc).__name__} (details in the API's log)"
         return JSONResponse({"detail": detail}, status_code=status.HTTP_500_INTERNAL_SERVER_ERROR)
 
     @app.post("/subscriptions", status_code=status.HTTP_201_CREATED, response_model=Subscription)
     def create(spec: SubscriptionSpec, who: Owner) -> Subscription:
-        """Subscribe; a query the search engine cannot parse, or a webhook the outbound policy refuses (loopback,
-        private or metadata addresses unless allow-listed in `alerts.allow_private_hosts`), is refused (422) and
-        nothing is stored."""
-        check_channels(spec.channels, settings.alerts)  # before the store: refused even while it is down
+        """Subscribe; a query outside the safe subset or the limits (see the README), one the search engine cannot
+        parse, or a webhook the outbound policy refuses (loopback, private or metadata addresses unless allow-listed
+        in `alerts.allow_private_hosts`), is refused (422) and nothing is stored."""
+        check_subscription(spec, limits)  # before the store: refused even while it is down, and never sent to it
+        check_channels(spec.channels, settings.alerts)
         return store_of().add(Subscription(**spec.model_dump(), owner=who))
 
     @app.get("/subscriptions", response_model=list[Subscription])
@@ -156,6 +175,7 @@ def create_app(settings: Settings) -> FastAPI:
     @app.put("/subscriptions/{sub_id}", response_model=Subscription)
     def replace(sub_id: str, spec: SubscriptionSpec, who: Owner) -> Subscription:
         """Replace a subscription's spec (id, owner and creation time stay); validated like a new one."""
+        check_subscription(spec, limits)
         check_channels(spec.channels, settings.alerts)
         saved = store_of().replace(sub_id, who, spec)
         if saved is None:
@@ -188,5 +208,15 @@ def serve(settings: Settings) -> int:
 
     if not settings.api.keys:
         log.warning("no API keys configured (api.keys): every request will be refused; see `newsflow api key`")
-    uvicorn.run(create_app(settings), host=settings.api.host, port=settings.api.port, log_level="info")
+    api = settings.api
+    uvicorn.run(
+        create_app(settings),
+        host=api.host,
+        port=api.port,
+        log_level="info",
+        # The client address (rate limits) comes from X-Forwarded-For only when the peer is a trusted proxy;
+        # uvicorn's default would trust any local peer, so a local client could pick its own address.
+        proxy_headers=bool(api.trusted_proxies),
+        forwarded_allow_ips=",".join(api.trusted_proxies) or None,
+    )
     return 0

@@ -22,7 +22,7 @@ from pipeline.alerts.models import (
     Subscription,
     WebhookChannel,
 )
-from pipeline.alerts.store import SubscriptionStore
+from pipeline.alerts.store import SubscriptionStore, check_subscription
 from pipeline.errors import QueryError, first_problem
 from pipeline.search.queries import parse_entity, parse_since
 from pipeline.settings import Settings
@@ -39,7 +39,10 @@ def add_parsers(cmd: Cmd) -> None:
     p = ssub.add_parser("add", help="subscribe to stories matching a query")
     p.add_argument("name")
     p.add_argument(
-        "query", nargs="?", default="", help='query-string syntax over title/summary/text, e.g. "North Korea"'
+        "query",
+        nargs="?",
+        default="",
+        help='words, "phrases", AND/OR/NOT, (...), title:/summary:/text:, korea* (see README), e.g. "North Korea"',
     )
     p.add_argument("--entity", action="append", default=[], metavar="TYPE:NAME", help="person/organization/location")
     p.add_argument("--source", action="append", default=[], metavar="NAME")
@@ -104,7 +107,6 @@ def cmd_subscriptions(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.search import connect
 
     alerts = settings.alerts
-    store = SubscriptionStore(connect(settings.search), alerts)
     action = args.subscriptions_command
     if action == "add":
         try:
@@ -123,9 +125,11 @@ def cmd_subscriptions(args: argparse.Namespace, settings: Settings) -> int:
             where, problem = first_problem(exc)
             hint = " (give --webhook, --slack, --email or --kafka)" if where == "channels" else ""
             raise QueryError(f"invalid subscription {where}: {problem}{hint}") from None
-        store.add(sub)
+        check_subscription(sub, settings.search.query_limits)  # the API's checks, before the engine is asked
+        SubscriptionStore(connect(settings.search), alerts).add(sub)
         print(sub.id)
         return 0
+    store = SubscriptionStore(connect(settings.search), alerts)
     if action == "list":
         subs = store.list(args.owner)
         for s in subs:

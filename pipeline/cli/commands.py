@@ -1,12 +1,14 @@
 """The `newsflow` command (also `python -m pipeline`).
 
 Every failure a user can cause or meet (bad config, stack down, bad input file, bad query) is one line on
-stderr and a non-zero exit code; an unexpected bug is one line too, with the traceback kept in a log file.
+stderr and a non-zero exit code; an unexpected bug is one line too, with the traceback kept in a log file. A reader
+that hangs up (`newsflow alerts log | head`) ends any command quietly: nothing on stderr, exit 141.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -46,21 +48,19 @@ def _poller(args: argparse.Namespace, settings: Settings) -> int:
 
 def _feeds(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.cli import feeds as feeds_cli
-    from pipeline.settings import FeedConfig
 
     action = args.feeds_command
     if action == "list":
         return feeds_cli.cmd_list(settings, args.json)
     if action == "add":
-        feed = FeedConfig(
-            url=args.url,
-            name=args.name,
-            tags=args.tag,
-            enabled=not args.disabled,
-            min_interval_s=args.min_interval,
-            max_interval_s=args.max_interval,
-        )
-        return feeds_cli.cmd_add(settings, feed)
+        given = {  # only what was given: an existing feed keeps everything else
+            "name": args.name,
+            "tags": args.tag or None,
+            "enabled": args.enabled,
+            "min_interval_s": args.min_interval,
+            "max_interval_s": args.max_interval,
+        }
+        return feeds_cli.cmd_add(settings, args.url, {k: v for k, v in given.items() if v is not None})
     if action == "remove":
         return feeds_cli.cmd_remove(settings, args.feed)
     if action == "import":
@@ -199,13 +199,21 @@ def build_parser() -> argparse.ArgumentParser:
     fsub = sp.add_subparsers(dest="feeds_command", required=True, metavar="ACTION")
     fp = fsub.add_parser("list", help="feeds with their health (last success/error, interval, items in 24 h)")
     fp.add_argument("--json", action="store_true", help="one JSON object per feed")
-    fp = fsub.add_parser("add", help="add (or update) a feed")
+    fp = fsub.add_parser(
+        "add", help="add a feed, or change an existing one: only the options given change, the rest is kept"
+    )
     fp.add_argument("url")
     fp.add_argument("--name")
-    fp.add_argument("--tag", action="append", default=[], help="repeat for several tags")
+    fp.add_argument("--tag", action="append", default=[], help="repeat for several tags (replaces the feed's tags)")
     fp.add_argument("--min-interval", type=float, metavar="SECONDS")
     fp.add_argument("--max-interval", type=float, metavar="SECONDS")
-    fp.add_argument("--disabled", action="store_true", help="keep it in the registry but do not poll it")
+    on_off = fp.add_mutually_exclusive_group()
+    on_off.add_argument(
+        "--disabled", dest="enabled", action="store_false", default=None, help="keep it in the registry, unpolled"
+    )
+    on_off.add_argument(
+        "--enabled", dest="enabled", action="store_true", default=None, help="poll it again (after --disabled)"
+    )
     fp = fsub.add_parser("remove", help="remove a feed (by id or URL)")
     fp.add_argument("feed", metavar="ID_OR_URL")
     fp = fsub.add_parser("import", help="add the feeds of an OPML file (or a feeds.yaml)")
@@ -237,31 +245,82 @@ def configure_logging(verbose: bool) -> None:
         logging.getLogger(client).setLevel(logging.DEBUG if verbose else logging.CRITICAL)
 
 
+CLOSED_PIPE_EXIT = 141  # 128 + SIGPIPE: what a command the reader hung up on exits with (`yes | head`)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose)
     try:
-        return int(args.handler(args, get_settings()))
+        code = int(args.handler(args, get_settings()))
+        sys.stdout.flush()  # a reader that hung up (`| head`) shows here, not in the interpreter's exit
+        return code
+    except BrokenPipeError as exc:
+        if not _stdout_closed():  # a socket's EPIPE (Kafka, SMTP, ...) is a real error
+            return _internal_error(exc)
+        _silence_stdout()
+        return CLOSED_PIPE_EXIT
     except NewsflowError as exc:
-        print(f"newsflow: error: {exc}", file=sys.stderr)
+        _tell(f"newsflow: error: {exc}")
         return exc.exit_code
     except KeyboardInterrupt:
-        print("newsflow: interrupted", file=sys.stderr)
+        _tell("newsflow: interrupted")
         return 130
     except Exception as exc:
-        if unreachable := describe_unreachable(exc):
-            print(f"newsflow: error: {unreachable}", file=sys.stderr)
-            return 1
-        log_path = _crash_log()
-        print(f"newsflow: internal error: {type(exc).__name__}: {exc} (traceback in {log_path})", file=sys.stderr)
-        return 70
+        return _internal_error(exc)
+
+
+def _internal_error(exc: Exception) -> int:
+    if unreachable := describe_unreachable(exc):
+        _tell(f"newsflow: error: {unreachable}")
+        return 1
+    log_path = _crash_log()
+    _tell(f"newsflow: internal error: {type(exc).__name__}: {exc} (traceback in {log_path})")
+    return 70
+
+
+def _tell(line: str) -> None:
+    """One line on stderr; a stderr nobody reads (`2>&1 | head`) is not worth a traceback."""
+    with contextlib.suppress(OSError, ValueError):
+        print(line, file=sys.stderr, flush=True)
+
+
+def _stdout_closed() -> bool:
+    """Whether stdout is what broke: a write to it fails (even an empty buffer's flush would not tell), or it
+    is a pipe whose reader has gone."""
+    import select
+    import stat
+
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return True
+    except (OSError, ValueError):
+        return False
+    try:
+        fd = sys.stdout.fileno()
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return False
+        poll = select.poll()
+        poll.register(fd, select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poll.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _silence_stdout() -> None:
+    """Python's recipe for a closed stdout: point the descriptor at /dev/null so the flush at exit cannot fail."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def _crash_log() -> Path:
     """Keep the traceback for whoever debugs it; the user sees one line."""
     try:
         folder = get_settings().stack.state_dir / "logs"
-    except NewsflowError:
+    except Exception:  # unreadable settings must not turn one line into a traceback
         folder = Path.cwd() / ".newsflow" / "logs"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "crash.log"

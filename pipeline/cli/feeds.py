@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
-from pipeline.errors import ConfigError, FeedError
+from pipeline.errors import ConfigError, FeedError, first_problem
 from pipeline.ingest import registry
 from pipeline.ingest.opml import export_opml, parse_opml
 from pipeline.ingest.safety import check_feed_url
@@ -92,21 +93,45 @@ def cmd_list(settings: Settings, as_json: bool) -> int:
     return 0
 
 
-def cmd_add(settings: Settings, feed: FeedConfig) -> int:
-    check_feed_url(feed.url, settings.poller.allow_private_hosts)  # refused at the door: one line, nothing written
-    fid = feed.feed_id()
+def cmd_add(settings: Settings, url: str, given: dict[str, Any]) -> int:
+    """Add the feed at `url`, or, if the registry has it (by id or URL), change only the fields `given` (a
+    `--min-interval` keeps its name, tags and the rest). Printed only once the broker acknowledged the write."""
+    check_feed_url(url, settings.poller.allow_private_hosts)  # refused at the door: one line, nothing written
     registry.ensure_registry_topics(settings)
-    registry.add_feeds(settings, [feed])
-    print(f"added {fid} {feed.url}")
+    feeds = registry.load_feeds(settings)
+    fid = _feed(url=url).feed_id()
+    current = feeds.get(fid) or next((f for f in feeds.values() if f.url == url), None)
+    if current is None:
+        feed, verb = _feed(url=url, **given), "added"
+    else:
+        changed = {k: v for k, v in given.items() if getattr(current, k) != v}
+        if not changed:
+            print(f"unchanged {current.feed_id()} {current.url}")
+            return 0
+        feed = _feed(**{**current.model_dump(exclude_none=True), **changed})
+        verb = "updated"
+    registry.add_feeds(settings, [feed])  # waits for the broker's ack; RegistryWriteFailed (one line) otherwise
+    what = "" if current is None else ": " + ", ".join(f"{k} {v!r}" for k, v in changed.items())
+    print(f"{verb} {feed.feed_id()} {feed.url}{what}")
     return 0
 
 
+def _feed(**fields: Any) -> FeedConfig:
+    """A FeedConfig from command-line values; an invalid one is one line naming the option."""
+    try:
+        return FeedConfig(**fields)
+    except ValidationError as exc:
+        where, problem = first_problem(exc)
+        raise ConfigError(f"invalid feed {where}: {problem.removeprefix('Value error, ')}") from None
+
+
 def _resolve(settings: Settings, ref: str) -> str:
-    """A feed id, or the id of the registry feed with this URL."""
-    feeds = registry.load_feeds(settings)
-    if ref in feeds:
+    """A feed id, or the id of the registry feed with this URL (also a record that is not a valid feed, e.g. a
+    URL stored before URLs were checked at the door, so it can be removed)."""
+    records = registry.feed_records(settings)
+    if ref in records:
         return ref
-    matches = [fid for fid, f in feeds.items() if f.url == ref]
+    matches = [fid for fid, value in records.items() if isinstance(value, dict) and value.get("url") == ref]
     if not matches:
         raise ConfigError(f"no feed {ref!r} in the registry (newsflow feeds list)")
     return matches[0]
@@ -123,8 +148,9 @@ def cmd_remove(settings: Settings, ref: str) -> int:
     return 0
 
 
-def read_feed_file(path: Path) -> list[FeedConfig]:
-    """OPML (by content), or a YAML file like config/feeds.yaml."""
+def read_feed_file(path: Path, skipped: list[str] | None = None) -> list[FeedConfig]:
+    """OPML (by content; outlines whose URL cannot be a feed are left out, their reasons put in `skipped`), or a
+    YAML file like config/feeds.yaml (an invalid entry refuses the file, as at config load)."""
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -132,18 +158,31 @@ def read_feed_file(path: Path) -> list[FeedConfig]:
     if path.suffix.lower() in (".yaml", ".yml"):
         try:
             raw = (yaml.safe_load(data) or {}).get("feeds") or []
-            return [FeedConfig.model_validate(f) for f in raw]
-        except (yaml.YAMLError, AttributeError, ValueError) as exc:
+        except (yaml.YAMLError, AttributeError) as exc:
             raise ConfigError(f"{path}: not a feeds file: {str(exc).splitlines()[0]}") from None
+        feeds = []
+        for n, entry in enumerate(raw):
+            try:
+                feeds.append(FeedConfig.model_validate(entry))
+            except ValidationError as exc:  # named as at config load: feeds.3.url
+                where, problem = first_problem(exc)
+                raise ConfigError(
+                    f"{path}: invalid feeds.{n}.{where}: {problem.removeprefix('Value error, ')}"
+                ) from None
+        return feeds
     try:
-        return parse_opml(data)
+        return parse_opml(data, skipped)
     except FeedError as exc:
         raise ConfigError(f"{path}: {exc}") from None
 
 
 def cmd_import(settings: Settings, path: Path) -> int:
     feeds = []
-    for feed in read_feed_file(path):
+    skipped: list[str] = []  # OPML outlines whose URL is not a feed URL at all
+    read = read_feed_file(path, skipped)
+    for reason in skipped:
+        print(f"skipped: {reason}")
+    for feed in read:
         try:
             check_feed_url(feed.url, settings.poller.allow_private_hosts)
             feeds.append(feed)

@@ -11,7 +11,7 @@ from typing import Any
 from pipeline import status as heartbeat
 from pipeline.errors import NewsflowError, QueryError
 from pipeline.search import connect
-from pipeline.search.queries import SearchFilters, StoryHit, find_stories
+from pipeline.search.queries import SearchFilters, StoryHit, build_query, find_stories
 from pipeline.settings import Settings
 
 STALE_AFTER_S = 30.0
@@ -73,6 +73,7 @@ def search(
     if not text.strip() and not filters:
         # Wording pinned by tests/unit/test_cli.py; `newsflow search --help` lists the filters.
         raise QueryError("empty query: give some words to search for")
+    build_query(text, filters, settings.search.query_limits)  # a query outside the limits stops here, unsent
     backend = connect(settings.search)
     hits = find_stories(backend, settings, text, size, filters)
     if as_json:

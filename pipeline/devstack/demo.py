@@ -79,14 +79,17 @@ def demo_feeds(base_url: str, folder: Path = DEMO_DIR) -> list[FeedConfig]:
 
 def demo_settings(settings: Settings, base_url: str, seen_db: Path | None = None) -> Settings:
     """Same settings, but polling the local sample feeds (explicitly allowed although on loopback), with the
-    seen-state in `seen_db` when given."""
+    seen-state in `seen_db` when given and the feed state in a topic of its own."""
     poller = settings.poller.model_copy(
         update={
             "allow_private_hosts": [*settings.poller.allow_private_hosts, "127.0.0.1"],
             "seen_db": seen_db or settings.poller.seen_db,
         }
     )
-    return settings.model_copy(update={"feeds": demo_feeds(base_url), "poller": poller})
+    # The sample feeds' state goes to a topic of the demo's own: it never mixes with the real feeds' state.
+    topics = settings.kafka.topics.model_copy(update={"feed_state": f"{settings.kafka.topics.feed_state}-demo"})
+    kafka = settings.kafka.model_copy(update={"topics": topics})
+    return settings.model_copy(update={"feeds": demo_feeds(base_url), "poller": poller, "kafka": kafka})
 
 
 # ------------------------------------------------------------------------------------------ the demo alert
@@ -300,7 +303,9 @@ def run(settings: Settings, *, keep_serving: bool = False) -> int:
             ]
             alerting = children[-1]
             try:
-                poller = Poller(demo_settings(settings, base_url, Path(scratch) / "seen.sqlite"))
+                polling = demo_settings(settings, base_url, Path(scratch) / "seen.sqlite")
+                bus.ensure_topics(polling)
+                poller = Poller(polling)
                 results = asyncio.run(poller.poll_once())
                 poller.close()
                 produced = sum(r.new_items for r in results)

@@ -2,20 +2,25 @@
 clean Ctrl-C.
 
 Each stage is its own process (as in production, where they scale separately); their logs go to
-`<state_dir>/logs/<name>.log`. The status line is built from the heartbeat files they write.
+`<state_dir>/logs/<name>.log`. The status line is built from the heartbeat files they write. Ctrl-C / SIGTERM stop
+every child whatever happens to stdout: a reader that is gone (`| tee log` killed by the same Ctrl-C, `| head -1`)
+never turns the stop into a BrokenPipeError; a reader gone by itself stops the run too (exit 141, as on SIGPIPE).
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import select
 import signal
+import stat
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TextIO
 
 from pipeline import status
 from pipeline.progress import Progress
@@ -87,49 +92,136 @@ def status_line(beats: Mapping[str, Mapping[str, Any]]) -> str:
     return line
 
 
+class QuietStdout:
+    """stdout for a long-running command whose reader may go away (`newsflow run | head`, `| tee log` and
+    Ctrl-C): once a write fails with a closed pipe, the descriptor is pointed at /dev/null (Python's documented
+    recipe, so nothing fails again, not even the flush at exit) and `closed_pipe` is set; nothing raises."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stdout
+        self.closed_pipe = False
+
+    def write(self, text: str) -> int:
+        if not self.closed_pipe:
+            try:
+                self.stream.write(text)
+            except (OSError, ValueError) as exc:
+                self._gone(exc)
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.closed_pipe:
+            try:
+                self.stream.flush()
+            except (OSError, ValueError) as exc:
+                self._gone(exc)
+
+    def isatty(self) -> bool:
+        try:
+            return bool(self.stream.isatty())
+        except (OSError, ValueError):
+            return False
+
+    def reader_gone(self) -> bool:
+        """Whether stdout is a pipe whose reader has gone (`| head -1` done): noticed at once, not at the next
+        line the status would print."""
+        if not self.closed_pipe:
+            try:
+                fd = self.stream.fileno()
+                if stat.S_ISFIFO(os.fstat(fd).st_mode):
+                    poll = select.poll()
+                    poll.register(fd, select.POLLOUT)  # POLLERR is always reported: the read end is closed
+                    if any(events & select.POLLERR for _, events in poll.poll(0)):
+                        self.closed_pipe = True
+                        silence_stdout(self.stream)
+            except (OSError, ValueError, AttributeError):  # no descriptor, or no poll() on this platform
+                pass
+        return self.closed_pipe
+
+    def say(self, text: str) -> None:
+        self.write(text + "\n")
+        self.flush()
+
+    def _gone(self, exc: Exception) -> None:
+        """A closed pipe (or stdout closed under us) ends the output; any other error is a real one."""
+        if isinstance(exc, OSError) and exc.errno not in (errno.EPIPE, errno.ECONNRESET):
+            raise exc
+        self.closed_pipe = True
+        silence_stdout(self.stream)
+
+
+def silence_stdout(stream: TextIO | None = None) -> None:
+    """Point stdout's descriptor at /dev/null: what is still buffered, and every later write, goes nowhere."""
+    stream = stream or sys.stdout
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no descriptor (a test's StringIO): nothing to silence
+        pass
+
+
 def run_all(settings: Settings, *, workers: int = 1) -> int:
-    """Start everything, print the live status line until Ctrl-C, then stop cleanly."""
+    """Start everything, print the live status line until Ctrl-C/SIGTERM (or until nobody reads stdout any
+    more), then stop every child: the stop never depends on writing to stdout succeeding."""
     bus.ensure_topics(settings)
     backend = connect(settings.search)
     backend.ensure_templates()
     backend.close()
-    print(
+    out = QuietStdout()
+    out.say(
         f"newsflow: {len(settings.feeds)} feed(s), Kafka {settings.kafka.bootstrap_servers}, "
         f"search {settings.search.url}; logs in {settings.stack.state_dir / 'logs'}"
     )
     status.clear(settings.stack.state_dir)
-    children = [spawn(f"worker-{n}", ["worker"], settings) for n in range(workers)]
-    children += [
-        spawn("indexer", ["indexer"], settings),
-        spawn("alerts", ["alerts", "run"], settings),
-        spawn("poller", ["poller"], settings),
-    ]
     stopping = False
 
     def request_stop(*_: Any) -> None:
         nonlocal stopping
         stopping = True
 
+    # Before the first child exists: a Ctrl-C from here on stops them, never leaves one behind.
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    progress = Progress(every_s=30.0)
-    failing: list[str] = []
+    children: list[Child] = []
+    progress = Progress(stream=out, every_s=30.0)  # type: ignore[arg-type]  # a TextIO for what Progress uses
     try:
-        while not stopping:
-            dead = [c for c in children if c.proc.poll() is not None]
-            if dead:
-                progress.note(f"newsflow: {dead[0].name} exited with {dead[0].proc.returncode}; see {dead[0].log}")
+        names = [(f"worker-{n}", ["worker"]) for n in range(workers)]
+        names += [("indexer", ["indexer"]), ("alerts", ["alerts", "run"]), ("poller", ["poller"])]
+        for name, args in names:
+            if stopping:
                 break
-            beats = status.read_all(settings.stack.state_dir)
-            kinds = list(beats.get("poller", {}).get("failing_kinds") or [])
-            if [k.split(" (e.g.")[0] for k in kinds] != [k.split(" (e.g.")[0] for k in failing]:
-                for line in kinds:  # one line per kind of failure, when that picture changes
-                    progress.note(f"poller: {line}")
-                failing = kinds
-            progress.update(status_line(beats)[:160])
-            time.sleep(2.0)
+            children.append(spawn(name, args, settings))
+        _watch(settings, children, progress, out, lambda: stopping)
     finally:
-        progress.done("newsflow: stopping (poller, alerts, indexer, workers)...")
-        stop_all(list(reversed(children)))
-        print("newsflow: stopped")
+        try:
+            progress.done("newsflow: stopping (poller, alerts, indexer, workers)...")
+        finally:
+            stop_all(list(reversed(children)))
+        out.say("newsflow: stopped")
+    if out.closed_pipe:
+        return 141  # as a command killed by SIGPIPE: nobody was reading any more
     return 0 if stopping else 1
+
+
+def _watch(
+    settings: Settings, children: list[Child], progress: Progress, out: QuietStdout, stopping: Callable[[], bool]
+) -> None:
+    """The live line, until a stop is requested, stdout's reader is gone, or a child exits."""
+    failing: list[str] = []
+    while not stopping() and not out.reader_gone():
+        dead = [c for c in children if c.proc.poll() is not None]
+        if dead:
+            progress.note(f"newsflow: {dead[0].name} exited with {dead[0].proc.returncode}; see {dead[0].log}")
+            return
+        beats = status.read_all(settings.stack.state_dir)
+        kinds = list(beats.get("poller", {}).get("failing_kinds") or [])
+        if [k.split(" (e.g.")[0] for k in kinds] != [k.split(" (e.g.")[0] for k in failing]:
+            for line in kinds:  # one line per kind of failure, when that picture changes
+                progress.note(f"poller: {line}")
+            failing = kinds
+        progress.update(status_line(beats)[:160])
+        for _ in range(20):  # 2 s, but a stop request (or the reader going away) is seen within 0.1 s
+            if stopping() or out.reader_gone():
+                return
+            time.sleep(0.1)

@@ -2,7 +2,7 @@
 
 Targets (issue 5): cycle 1 in <= 60 s with <= 300 MB peak RSS; cycle 2 answered mostly by 304 (the server
 honours If-None-Match) and producing zero items. The server runs in its own process so its CPU and memory
-are not counted. Items really go to the local Kafka, to a topic named for this run (deleted afterwards).
+are not counted. Items really go to the local Kafka, to topics named for this run (deleted afterwards).
 Usage: `python -m pipeline.evaluation.bench_poller [--feeds N] [--items N] [--concurrency N]`.
 """
 
@@ -111,7 +111,11 @@ def main(argv: list[str] | None = None) -> int:
         settings = base.model_copy(
             update={
                 "kafka": base.kafka.model_copy(
-                    update={"topics": base.kafka.topics.model_copy(update={"articles": f"{run_id}.articles"})}
+                    update={
+                        "topics": base.kafka.topics.model_copy(
+                            update={"articles": f"{run_id}.articles", "feed_state": f"{run_id}.feed-state"}
+                        )
+                    }
                 ),
                 "poller": base.poller.model_copy(
                     update={
@@ -162,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             poller.close()
             server.terminate()
             _delete_topic(settings, f"{run_id}.articles")
+            _delete_topic(settings, f"{run_id}.feed-state")
     first, second = figures
     checks = [
         (f"cycle 1 <= {CYCLE_LIMIT_S:.0f} s", first["seconds"] <= CYCLE_LIMIT_S),

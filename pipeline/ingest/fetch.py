@@ -108,12 +108,24 @@ async def fetch(
     raise FetchError(f"more than {MAX_REDIRECTS} redirects from {url}")
 
 
+def fetch_deadline_s(cfg: PollerSettings) -> float:
+    """The most one feed fetch may take in all (`poller.timeout_s` bounds each read, so a server dripping a byte
+    at a time would never trip it): the poller's and `newsflow feed parse URL`'s overall deadline."""
+    return cfg.timeout_s * 2
+
+
 def fetch_feed(url: str, settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None) -> Response:
-    """GET a feed exactly as the poller does (`fetch`: URL safety on every redirect hop, timeout, size cap),
-    without conditional headers; for `newsflow feed parse URL`. `transport` is for tests (httpx.MockTransport)."""
+    """GET a feed exactly as the poller does (`fetch`: URL safety on every redirect hop, timeout, size cap, and
+    the poller's overall deadline), without conditional headers; for `newsflow feed parse URL`. `transport` is
+    for tests (httpx.MockTransport)."""
+    deadline = fetch_deadline_s(settings.poller)
 
     async def get() -> Response:
         async with http_client(settings.poller, transport) as client:
-            return await fetch(client, url, settings.poller)
+            try:
+                async with asyncio.timeout(deadline):
+                    return await fetch(client, url, settings.poller)
+            except TimeoutError:
+                raise FetchError(f"timed out after {deadline:g} s fetching {url}") from None
 
     return asyncio.run(get())

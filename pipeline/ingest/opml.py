@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 
 from pipeline.errors import FeedError
 from pipeline.settings import FeedConfig
+from pipeline.urls import feed_url_problem
 
 MAX_OPML_BYTES = 20 * 1024 * 1024
 _DOCTYPE = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
@@ -53,8 +54,9 @@ def _tags(outline: ET.Element, folders: list[str]) -> list[str]:
     return list(dict.fromkeys(tags))
 
 
-def parse_opml(data: bytes) -> list[FeedConfig]:
-    """Feeds from an OPML document; FeedError (one line) when it is not safe, not XML or not OPML."""
+def parse_opml(data: bytes, skipped: list[str] | None = None) -> list[FeedConfig]:
+    """Feeds from an OPML document; FeedError (one line) when it is not safe, not XML or not OPML. An outline
+    whose URL cannot be a feed (not http(s), unparseable) is left out, with the reason put in `skipped`."""
     _check_safe(data)
     try:
         root = ET.fromstring(data)
@@ -70,6 +72,10 @@ def parse_opml(data: bytes) -> list[FeedConfig]:
             continue
         seen.add(url)
         name = (outline.get("title") or outline.get("text") or "").strip() or None
+        if problem := feed_url_problem(url):  # not http(s), or unparseable: never a feed
+            if skipped is not None:
+                skipped.append(problem)
+            continue
         feeds.append(FeedConfig(url=url, name=name, tags=_tags(outline, folders)))
     return feeds
 

@@ -46,7 +46,10 @@ class TransactionalOutbox:
         self._thread = threading.Thread(target=self._loop, name="outbox", daemon=True)
         self._thread.start()
 
-    def send(self, records: list[Record]) -> None:
+    def send(self, records: list[Record], *, wait: bool = True) -> None:
+        """Into the next transaction; `wait=False` for advisory records (a feed state after a 304), whose loss
+        costs one extra poll: the caller does not wait for the commit, a failure is only logged. Records keep
+        their order either way (one queue, one transaction at a time)."""
         if not records:
             return
         done: Future[None] = Future()
@@ -55,7 +58,10 @@ class TransactionalOutbox:
                 raise RuntimeError("outbox closed")
             self._waiting.append((records, done))
             self._cond.notify()
-        done.result()
+        if wait:
+            done.result()
+        else:
+            done.add_done_callback(_log_failure)
 
     def close(self) -> None:
         """Commit what is waiting, then stop."""
@@ -93,3 +99,8 @@ class TransactionalOutbox:
             return
         for _, done in batch:
             done.set_result(None)
+
+
+def _log_failure(done: Future[None]) -> None:
+    if (exc := done.exception()) is not None:
+        log.debug("advisory records lost with an aborted transaction: %s", exc)

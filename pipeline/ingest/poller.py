@@ -104,6 +104,7 @@ class Poller:
         self._wake = asyncio.Event()
         self._scheduled = False  # polling each feed when due (`run()` without cycles), not in cycles
         self._global: asyncio.Semaphore | None = None
+        self._handling: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._hosts: dict[str, asyncio.Semaphore] = {}
         self._in_flight: set[str] = set()
@@ -249,6 +250,7 @@ class Poller:
         if self._loop is not loop:
             self._loop = loop
             self._global = asyncio.Semaphore(self.settings.poller.concurrency)
+            self._handling = asyncio.Semaphore(2 * self.settings.poller.concurrency)
             self._hosts = {}
 
     def _host_limit(self, url: str) -> asyncio.Semaphore:
@@ -268,9 +270,13 @@ class Poller:
         self.states[fid] = state
         self._in_flight.add(fid)
         try:
-            async with self._global, self._host_limit(feed.url):
-                async with asyncio.timeout(self.settings.poller.timeout_s * 2):  # slow-drip servers
-                    response = await fetch(client, feed.url, self.settings.poller, state.validators())
+            assert self._handling is not None
+            # A poll waiting for its transaction gives its HTTP slot to the next fetch; `_handling` bounds how
+            # many documents are parsed or waiting for a commit at once (memory).
+            async with self._handling:
+                async with self._global, self._host_limit(feed.url):
+                    async with asyncio.timeout(self.settings.poller.timeout_s * 2):  # slow-drip servers
+                        response = await fetch(client, feed.url, self.settings.poller, state.validators())
                 result = await self._handle(feed, state, response)
         except FeedError as exc:
             result = FeedResult(feed.url, ok=False, status=getattr(exc, "status", None), error=str(exc))
@@ -381,9 +387,12 @@ class Poller:
         await asyncio.to_thread(self.outbox.send, records)
 
     async def _publish(self, state: FeedState) -> None:
-        """A poll without items (304, failure): its state is advisory, a lost record costs one extra poll."""
+        """A poll without items (304, failure): its state is advisory (schedule, backoff; a lost record costs one
+        extra poll), so it rides along with the next transaction without waiting for it."""
+        state.poller = self.poller_id
+        record = Record(self.settings.kafka.topics.feed_state, state.feed_id, json.dumps(state.to_json()).encode())
         try:
-            await self._commit(state, [])
+            self.outbox.send([record], wait=False)
         except Exception as exc:
             log.warning("cannot publish state of feed %s: %s", state.feed_id, exc)
 

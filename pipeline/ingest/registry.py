@@ -26,14 +26,17 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import KafkaError
+from pydantic import ValidationError
 
+from pipeline.errors import StackError, first_problem
 from pipeline.ingest.poller import Poller, load_states
 from pipeline.ingest.schedule import FeedState
+from pipeline.ingest.text import one_line
 from pipeline.settings import FeedConfig, Settings
 from pipeline.stream import bus
 
 log = logging.getLogger(__name__)
-
 
 
 def ensure_registry_topics(settings: Settings) -> list[str]:
@@ -42,11 +45,19 @@ def ensure_registry_topics(settings: Settings) -> list[str]:
 
 
 def feed_of(value: dict[str, Any]) -> FeedConfig | None:
+    """A registry record as a feed, or None (one warning line) for one that is not a valid feed, e.g. a URL
+    written before URLs were checked at the door: it is never polled (`newsflow feeds remove ID` drops it)."""
     try:
         return FeedConfig.model_validate(value)
-    except ValueError as exc:
-        log.warning("skipping invalid feed record: %s", exc)
+    except ValidationError as exc:
+        where, problem = first_problem(exc)
+        which = value.get("id") or value.get("url") if isinstance(value, dict) else None
+        log.warning("skipping invalid feed record %s: %s: %s", which, where, problem.removeprefix("Value error, "))
         return None
+
+
+class RegistryWriteFailed(StackError):
+    """The broker did not acknowledge a registry write: nothing may be reported as done."""
 
 
 class Registry:
@@ -56,26 +67,61 @@ class Registry:
         self.settings = settings
         self.producer = bus.producer(settings)
 
+    @property
+    def _timeout_s(self) -> float:
+        return self.settings.kafka.request_timeout_ms / 1000
+
     def put_feed(self, feed: FeedConfig) -> None:
-        """Write a feed under its stable id (asynchronous: `close` flushes)."""
+        """Write a feed under its stable id, without waiting (the poller's 301 updates; `put_feeds` waits)."""
+        self._send_feed(feed)
+
+    def put_feeds(self, feeds: Iterable[FeedConfig]) -> int:
+        """Write feeds and wait until the broker acknowledged every one (acks=all); RegistryWriteFailed (one
+        line) otherwise, so nobody is told a feed was added that is not in the registry."""
+        sent = [(feed.feed_id(), self._send_feed(feed)) for feed in feeds]
+        for fid, future in sent:
+            self._confirm(future, f"feed {fid}")
+        return len(sent)
+
+    def _send_feed(self, feed: FeedConfig) -> Any:
         fid = feed.feed_id()
         value = feed.model_copy(update={"id": fid}).model_dump_json(exclude_none=True).encode()
-        self.producer.send(self.settings.kafka.topics.feeds, key=fid, value=value)
+        try:
+            return self.producer.send(self.settings.kafka.topics.feeds, key=fid, value=value)
+        except KafkaError as exc:  # e.g. no metadata for the topic within max_block_ms
+            raise RegistryWriteFailed(self._failed(f"feed {fid}", exc)) from None
+
+    def _confirm(self, future: Any, what: str) -> None:
+        try:
+            future.get(timeout=self._timeout_s)
+        except KafkaError as exc:
+            raise RegistryWriteFailed(self._failed(what, exc)) from None
+
+    def _failed(self, what: str, exc: Exception) -> str:
+        topic = self.settings.kafka.topics.feeds
+        detail = one_line(f"{type(exc).__name__}: {exc}".rstrip(": "))
+        return f"the feed registry ({topic} at {self.settings.kafka.bootstrap_servers}) did not take {what}: {detail}"
 
     def remove_feed(self, feed_id: str) -> None:
         """Tombstones on both topics: compaction then forgets the feed entirely."""
         t = self.settings.kafka.topics
         for topic in (t.feeds, t.feed_state):
-            fut = self.producer.send(topic, key=feed_id, value=None)
-            fut.get(timeout=self.settings.kafka.request_timeout_ms / 1000)
+            self._confirm(self.producer.send(topic, key=feed_id, value=None), f"the removal of feed {feed_id}")
 
     def close(self) -> None:
-        self.producer.flush()
-        self.producer.close()
+        """Flush what is still unsent (the poller's moves), bounded: a broker that is gone cannot hold exit."""
+        with contextlib.suppress(KafkaError):
+            self.producer.flush(timeout=self._timeout_s)
+        self.producer.close(timeout=self._timeout_s)
+
+
+def feed_records(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The registry as stored: feed id -> record, valid or not."""
+    return bus.read_table(settings, settings.kafka.topics.feeds)
 
 
 def load_feeds(settings: Settings) -> dict[str, FeedConfig]:
-    return {k: f for k, v in bus.read_table(settings, settings.kafka.topics.feeds).items() if (f := feed_of(v))}
+    return {k: f for k, v in feed_records(settings).items() if (f := feed_of(v))}
 
 
 def seed_if_empty(settings: Settings, feeds: Iterable[FeedConfig]) -> int:
@@ -87,14 +133,11 @@ def seed_if_empty(settings: Settings, feeds: Iterable[FeedConfig]) -> int:
 
 
 def add_feeds(settings: Settings, feeds: Iterable[FeedConfig]) -> int:
-    """Add or update feeds (keyed by id) and wait for the broker; returns how many were written."""
+    """Add or update feeds (keyed by id) and wait for the broker's ack of each; returns how many were written.
+    Raises RegistryWriteFailed (one line) if any write was not acknowledged."""
     reg = Registry(settings)
     try:
-        n = 0
-        for feed in feeds:
-            reg.put_feed(feed)
-            n += 1
-        return n  # after close() below has flushed them to the broker
+        return reg.put_feeds(feeds)
     finally:
         reg.close()
 

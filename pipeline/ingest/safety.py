@@ -194,7 +194,11 @@ class _PinnedAsyncBackend(httpcore.AsyncNetworkBackend):
         socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         error: Exception | None = None
-        for address in await asyncio.to_thread(self.policy.addresses, host, port):  # DNS blocks: not on the loop
+        if _is_ip(host):  # nothing to look up: no thread needed
+            addresses = self.policy.addresses(host, port)
+        else:  # DNS blocks: not on the event loop
+            addresses = await asyncio.to_thread(self.policy.addresses, host, port)
+        for address in addresses:
             try:
                 return await self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
             except httpcore.ConnectError as exc:
@@ -207,6 +211,14 @@ class _PinnedAsyncBackend(httpcore.AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+        return True
+    except ValueError:
+        return False
 
 
 def _pool_args(limits: httpx.Limits) -> dict[str, typing.Any]:

@@ -1,5 +1,9 @@
 """Story search as people ask it: free text plus filters (entity, source, since, no duplicates) -> the query
-the stories and articles indices answer; used by `newsflow search`, the alerts API and subscriptions."""
+the stories and articles indices answer; used by `newsflow search`, the alerts API and subscriptions.
+
+The text is read by `query_text` (the safe subset, within `search.query_limits`); what the engine answers when
+it fails is told apart here (`engine_failure`): a refused query, a timeout, a busy or unreachable engine.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.errors import QueryError
-from pipeline.search.backend import SearchBackend
-from pipeline.settings import Settings
+from pipeline.search.backend import SearchBackend, describe_unreachable
+from pipeline.search.query_text import check_query, check_values, query_string_clause, shown
+from pipeline.settings import QueryLimits, Settings
 
 ENTITY_TYPES = ("person", "organization", "location")
-_SINCE = re.compile(r"^(\d+)([mhdw])$")
+_SINCE = re.compile(r"^(\d{1,6})([mhdw])$")
 _SINCE_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
@@ -79,20 +84,19 @@ def filter_clauses(filters: SearchFilters) -> list[dict[str, Any]]:
     return clauses
 
 
-def build_query(text: str, filters: SearchFilters | None = None) -> dict[str, Any]:
-    """The article query: words (scored, all required) plus filters. Words are optional when filters narrow."""
-    must: list[dict[str, Any]] = []
-    if text.strip():
-        must.append(
-            {
-                "simple_query_string": {
-                    "query": text,
-                    "fields": ["title^3", "summary^2", "text"],
-                    "default_operator": "and",
-                }
-            }
-        )
-    return {"bool": {"must": must or [{"match_all": {}}], "filter": filter_clauses(filters or SearchFilters())}}
+SEARCH_FIELDS = ("title^3", "summary^2", "text")
+
+
+def build_query(text: str, filters: SearchFilters | None = None, limits: QueryLimits | None = None) -> dict[str, Any]:
+    """The article query: words (scored, all required) plus filters. Words are optional when filters narrow.
+    The text and the filters are checked first (`query_text`): a QueryError line, nothing sent."""
+    limits = limits or QueryLimits()
+    filters = filters or SearchFilters()
+    checked = check_query(text, limits, "search query")
+    check_values([name for _, name in filters.entities], limits, "--entity values")
+    check_values(filters.sources, limits, "--source values")
+    must = [query_string_clause(checked, SEARCH_FIELDS)] if checked else [{"match_all": {}}]
+    return {"bool": {"must": must, "filter": filter_clauses(filters)}}
 
 
 @dataclass
@@ -112,7 +116,7 @@ def find_stories(
     filters = filters or SearchFilters()
     body: dict[str, Any] = {
         "size": size,
-        "query": build_query(text, filters),
+        "query": build_query(text, filters, settings.search.query_limits),
         "collapse": {"field": "story_id"},
         "_source": ["story_id"],
     }
@@ -121,7 +125,10 @@ def find_stories(
     try:
         hits = backend.search(idx.articles, body)["hits"]["hits"]
     except Exception as exc:
-        raise QueryError(f"search failed for {text!r}: {engine_reason(exc)}") from None
+        failure = engine_failure(exc)
+        if failure is None:
+            raise
+        raise QueryError(f"search failed for {shown(text)}: {failure.detail}") from None
     story_ids = [h["_source"]["story_id"] for h in hits]
     stories = backend.get_many(idx.stories, story_ids)
     members = backend.search(
@@ -139,9 +146,68 @@ def find_stories(
     return list(out.values())
 
 
-def engine_reason(exc: Exception) -> str:
-    info = getattr(exc, "info", None)
-    if isinstance(info, dict) and "error" in info:
-        err = info["error"]
-        return str(err.get("root_cause", [{}])[0].get("reason") or err.get("reason") or err)
-    return f"{type(exc).__name__}: {exc}"
+def engine_reason(exc: BaseException, keep: int = 200) -> str:
+    """The engine's own reason for an error answer: its innermost cause (e.g. `too_many_clauses: maxClauseCount
+    is set to 1024`, not "Failed to parse query [...the whole query...]"), on one line, cut to `keep` characters."""
+    reason = f"{type(exc).__name__}: {exc}"
+    for body in (getattr(exc, "info", None), getattr(exc, "body", None)):  # opensearch-py, elasticsearch-py
+        if isinstance(body, dict) and isinstance(body.get("error"), dict):
+            reason = _innermost(body["error"])
+            break
+    reason = " ".join(reason.split())
+    return reason if len(reason) <= keep else f"{reason[:keep]}..."
+
+
+def _innermost(error: dict[str, Any]) -> str:
+    shards = error.get("failed_shards") or []
+    if shards and isinstance(shards[0], dict) and isinstance(shards[0].get("reason"), dict):
+        error = shards[0]["reason"]
+    elif not isinstance(error.get("caused_by"), dict) and error.get("root_cause"):
+        error = error["root_cause"][0]
+    while isinstance(error.get("caused_by"), dict):
+        error = error["caused_by"]
+    kind, reason = error.get("type"), error.get("reason")
+    return f"{kind}: {reason}" if kind and reason else str(reason or kind or error)
+
+
+@dataclass(frozen=True)
+class EngineFailure:
+    """What an engine failure means for whoever asked: an HTTP status for the API and one line."""
+
+    status: int
+    detail: str
+
+
+def engine_failure(exc: BaseException) -> EngineFailure | None:
+    """Tell a refused query (422), a timeout (504), a busy engine (503), an engine error (502) and an unreachable
+    engine (503) apart; None if `exc` is no search-client error. Only a failed connection says "not reachable":
+    an engine that took the request and did not answer in time is reachable, and overloaded or stuck."""
+    from elastic_transport import ConnectionTimeout as EsTimeout
+    from elasticsearch import ApiError as EsApiError
+    from opensearchpy.exceptions import ConnectionTimeout as OsTimeout
+    from opensearchpy.exceptions import TransportError as OsTransportError
+    from urllib3.exceptions import ConnectTimeoutError
+
+    if isinstance(exc, EsTimeout) and any(isinstance(e, ConnectTimeoutError) for e in getattr(exc, "errors", ())):
+        return EngineFailure(503, describe_unreachable(exc) or "search engine not reachable")
+    if isinstance(exc, OsTimeout | EsTimeout):
+        return EngineFailure(504, "the search engine did not answer in time (it may be overloaded); try again later")
+    if unreachable := describe_unreachable(exc):
+        return EngineFailure(503, unreachable)
+    if not isinstance(exc, OsTransportError | EsApiError):
+        return None
+    status = getattr(exc, "status_code", None)
+    if not isinstance(status, int):
+        status = getattr(getattr(exc, "meta", None), "status", None)
+    if not isinstance(status, int):
+        return None
+    reason = engine_reason(exc)
+    if status == 400:
+        return EngineFailure(422, f"the search engine refused the query: {reason}")
+    if status in (408, 504):
+        return EngineFailure(504, f"the search engine did not answer in time: {reason}")
+    if status == 429:
+        return EngineFailure(503, f"the search engine is busy (429), try again later: {reason}")
+    if status >= 500:
+        return EngineFailure(502, f"the search engine failed ({status}): {reason}")
+    return None

@@ -32,32 +32,40 @@ class TagStage:
     def handle(self, records: list[ConsumerRecord]) -> StageResult:
         topics = self.settings.kafka.topics
         good: list[Article] = []
+        read: list[ConsumerRecord] = []  # the record of each good article, for a dead letter with its bytes
         dead: list[DeadLetter] = []
         for r in records:
             try:
                 good.append(decode(r.value, Article))
+                read.append(r)
             except ValueError as exc:
                 dead.append(dead_letter(self.name, str(exc), r))
-        tagged, failed = self.tag_isolating_failures(good)
+        tagged, failed = self.tag_isolating_failures(good, read)
         outputs = [
             Output(topics.tagged, t.id.encode(), self._with_features(t).model_dump_json().encode()) for t in tagged
         ]
         return StageResult(outputs, dead + failed, processed=len(tagged))
 
-    def tag_isolating_failures(self, articles: list[Article]) -> tuple[list[TaggedArticle], list[DeadLetter]]:
-        """Tag a batch; if the batch fails, retry one by one so a single poison article cannot block the others."""
+    def tag_isolating_failures(
+        self, articles: list[Article], records: list[ConsumerRecord] | None = None
+    ) -> tuple[list[TaggedArticle], list[DeadLetter]]:
+        """Tag a batch; if the batch fails, retry one by one so a single poison article cannot block the others.
+        A poison article's dead letter keeps its record's exact bytes and position (`records`, one per article)."""
         try:
             return self.tagger.tag(articles), []
         except Exception:
             log.exception("tagging a batch of %d failed; isolating the bad article(s)", len(articles))
         good: list[TaggedArticle] = []
         dead: list[DeadLetter] = []
-        for a in articles:
+        for n, a in enumerate(articles):
             try:
                 good.extend(self.tagger.tag([a]))
             except Exception as exc:
                 reason = f"tagging failed: {type(exc).__name__}: {exc}"
-                dead.append(bus.dead_letter(self.name, reason, a.model_dump_json()))
+                if records is not None:
+                    dead.append(dead_letter(self.name, reason, records[n]))
+                else:
+                    dead.append(bus.dead_letter(self.name, reason, a.model_dump_json()))
         return good, dead
 
     def _with_features(self, article: TaggedArticle) -> TaggedArticle:

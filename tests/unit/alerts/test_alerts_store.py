@@ -16,7 +16,7 @@ def test_subscription_validation_and_query_compilation() -> None:
     with pytest.raises(ValidationError):
         sub(channels=[{"type": "email", "to": "not-an-address"}])
     q = compile_query(sub(entities={"person": ["Vladimir Putin"]}, sources=["Harbor Times"], languages=["en"]))
-    assert q["bool"]["must"][0]["query_string"]["default_operator"] == "AND"
+    assert q["bool"]["must"][0]["query_string"]["query"] == "North AND Korea"  # rendered from the checked parse
     assert {"term": {"entities.person": "Vladimir Putin"}} in q["bool"]["filter"]
     assert compile_query(sub(query=""))["bool"]["must"] == [{"match_all": {}}]
 

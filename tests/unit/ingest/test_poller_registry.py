@@ -24,7 +24,7 @@ class NullProducer:
     def get(self, timeout: float | None = None) -> None:
         return None
 
-    def flush(self) -> None:
+    def flush(self, timeout: float | None = None) -> None:
         pass
 
     def close(self, timeout: float | None = None) -> None:

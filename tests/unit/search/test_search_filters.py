@@ -78,15 +78,17 @@ def test_parse_filters_collects_everything_and_rejects_an_empty_source() -> None
 
 
 def test_build_query_without_filters_is_the_scored_text_query() -> None:
+    """The text goes to the engine as the query string rendered from its checked parse (`query_text`)."""
     query = build_query("Putin North Korea")
     assert query == {
         "bool": {
             "must": [
                 {
-                    "simple_query_string": {
-                        "query": "Putin North Korea",
+                    "query_string": {
+                        "query": "Putin AND North AND Korea",
                         "fields": ["title^3", "summary^2", "text"],
-                        "default_operator": "and",
+                        "default_operator": "AND",
+                        "allow_leading_wildcard": False,
                     }
                 }
             ],
@@ -100,7 +102,7 @@ def test_build_query_puts_every_filter_in_filter_context() -> None:
         ["person:Vladimir Putin", "organization:United Nations"], ["A", "B"], since="7d", unique=True
     )
     query = build_query("summit", filters)["bool"]
-    assert query["must"][0]["simple_query_string"]["query"] == "summit"
+    assert query["must"][0]["query_string"]["query"] == "summit"
     assert query["filter"] == [
         {"term": {"entities.person": "Vladimir Putin"}},
         {"term": {"entities.organization": "United Nations"}},
