@@ -10,7 +10,7 @@ export NEWSFLOW_SHARED ?= $(abspath $(SHARED))
 # Make's children must not inherit a developer's venv by accident.
 unexport VIRTUAL_ENV
 
-.PHONY: help setup run demo test test-unit test-integration lint eval bench chaos stack-up stack-down status kibana clean
+.PHONY: help setup run demo test test-unit test-integration lint eval bench bench-e2e chaos stack-up stack-down status kibana clean
 
 help:
 	@echo "make run    - set up, start the local Kafka + OpenSearch, run the pipeline on config/feeds.yaml"
@@ -73,6 +73,11 @@ bench: setup
 	@$(PY) -m pipeline.evaluation.bench_entities
 	@$(PY) -m pipeline.evaluation.bench_indexer
 	@$(PY) -m pipeline.evaluation.bench_poller
+	@$(PY) -m pipeline.evaluation.bench_e2e
+
+# poller -> Kafka -> worker(s) -> indexer -> OpenSearch on synthetic loopback feeds (WORKERS=2 for two workers).
+bench-e2e: stack-up
+	@$(PY) -m pipeline.evaluation.bench_e2e --workers $${WORKERS:-1}
 
 kibana: setup
 	@$(NEWSFLOW) kibana import

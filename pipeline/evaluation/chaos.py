@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import random
 import shutil
@@ -43,6 +44,7 @@ from xml.sax.saxutils import escape
 
 from kafka import KafkaConsumer, TopicPartition
 
+from pipeline.evaluation.bench_indexer import delete_indices
 from pipeline.evaluation.isolation import (
     indexed_count,
     indexed_ids,
@@ -53,9 +55,11 @@ from pipeline.evaluation.isolation import (
     stop,
 )
 from pipeline.models import Article, EnrichedArticle, Story
-from pipeline.search import connect
+from pipeline.search import SearchBackend, connect
 from pipeline.settings import Settings, load_settings
 from pipeline.stream import bus
+
+log = logging.getLogger(__name__)
 
 KILL_MODES = ("random", "tag-commit", "assign-commit", "assign-busy")
 WORDS = (  # noqa: SIM905 - a word list reads better as text
@@ -130,8 +134,8 @@ def synthetic_articles(n: int, rng: random.Random, start: datetime | None = None
 class Run:
     """One round's isolated settings, state dir, child processes and logs."""
 
-    def __init__(self, name: str, **extra_env: str) -> None:
-        prefix = f"chaos{uuid.uuid4().hex[:6]}"
+    def __init__(self, name: str, prefix: str = "chaos", **extra_env: str) -> None:
+        prefix = f"{prefix}{uuid.uuid4().hex[:6]}"
         self.dir = Path(tempfile.mkdtemp(prefix=f"newsflow-{name}-"))
         self.env = {**isolated_env(prefix, self.dir), "NEWSFLOW_STACK__STATE_DIR": str(self.dir / "state")}
         self.env.update(extra_env)
@@ -145,10 +149,45 @@ class Run:
         return proc
 
     def close(self, keep_logs: bool) -> None:
+        """Stop the children; unless the logs are kept (a failed round), delete the run's data too."""
         for proc in self.procs:
             stop(proc)
         if not keep_logs:
             shutil.rmtree(self.dir, ignore_errors=True)
+            backend = connect(self.settings.search)
+            try:
+                if problems := cleanup(self.settings, backend):
+                    log.warning("could not delete the run's %s", ", ".join(problems))
+            finally:
+                backend.close()
+
+
+def cleanup(settings: Settings, backend: SearchBackend) -> list[str]:
+    """Delete the run's indices, templates, topics and consumer groups; returns what could not be deleted."""
+    problems = []
+    try:
+        delete_indices(backend)
+        for template in (settings.search.indices.articles, settings.search.indices.stories):
+            backend.client.indices.delete_index_template(name=template, ignore=[404])
+    except Exception as exc:
+        problems.append(f"indices ({type(exc).__name__})")
+    admin = bus.admin(settings)
+    try:
+        existing = set(admin.list_topics())
+        admin.delete_topics([t for t in bus.topic_layout(settings) if t in existing])
+    except Exception as exc:
+        problems.append(f"topics ({type(exc).__name__})")
+    w = settings.worker
+    groups = [w.tag_group, w.assign_group, settings.indexer.group_id, settings.poller.group_id]
+    try:
+        known = {g[0] for g in admin.list_consumer_groups()}
+        if wanted := [g for g in groups if g in known]:
+            admin.delete_consumer_groups(wanted)
+    except Exception as exc:
+        problems.append(f"consumer groups ({type(exc).__name__})")
+    finally:
+        admin.close()
+    return problems
 
 
 def settings_for(env: dict[str, str]) -> Settings:
