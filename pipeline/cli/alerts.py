@@ -22,7 +22,7 @@ from pipeline.alerts.models import (
     Subscription,
     WebhookChannel,
 )
-from pipeline.alerts.store import SubscriptionStore, check_subscription
+from pipeline.alerts.store import SubscriptionStore, check_channels, check_subscription
 from pipeline.errors import QueryError, first_problem
 from pipeline.search.queries import parse_entity, parse_since
 from pipeline.settings import Settings
@@ -126,6 +126,7 @@ def cmd_subscriptions(args: argparse.Namespace, settings: Settings) -> int:
             hint = " (give --webhook, --slack, --email or --kafka)" if where == "channels" else ""
             raise QueryError(f"invalid subscription {where}: {problem}{hint}") from None
         check_subscription(sub, settings.search.query_limits)  # the API's checks, before the engine is asked
+        check_channels(sub.channels, alerts)
         SubscriptionStore(connect(settings.search), alerts).add(sub)
         print(sub.id)
         return 0

@@ -21,6 +21,7 @@ from pipeline.ingest.opml import export_opml, parse_opml
 from pipeline.ingest.safety import check_feed_url
 from pipeline.ingest.schedule import FeedState
 from pipeline.settings import FeedConfig, Settings
+from pipeline.stream import bus
 
 
 def _duration(seconds: float | None) -> str:
@@ -97,7 +98,7 @@ def cmd_add(settings: Settings, url: str, given: dict[str, Any]) -> int:
     """Add the feed at `url`, or, if the registry has it (by id or URL), change only the fields `given` (a
     `--min-interval` keeps its name, tags and the rest). Printed only once the broker acknowledged the write."""
     check_feed_url(url, settings.poller.allow_private_hosts)  # refused at the door: one line, nothing written
-    registry.ensure_registry_topics(settings)
+    bus.ensure_topics(settings)
     feeds = registry.load_feeds(settings)
     fid = _feed(url=url).feed_id()
     current = feeds.get(fid) or next((f for f in feeds.values() if f.url == url), None)
@@ -188,7 +189,7 @@ def cmd_import(settings: Settings, path: Path) -> int:
             feeds.append(feed)
         except FeedError as exc:
             print(f"skipped: {exc}")
-    registry.ensure_registry_topics(settings)
+    bus.ensure_topics(settings)
     known = {f.url for f in registry.load_feeds(settings).values()}
     new = [f for f in feeds if f.url not in known]
     registry.add_feeds(settings, new)

@@ -48,7 +48,8 @@ from pathlib import Path
 import psutil
 from kafka import KafkaConsumer, TopicPartition
 
-from pipeline.evaluation.chaos import Run, cleanup, feed_xml, serve, settings_for, synthetic_articles, wait_for
+from pipeline.devstack.demo import serve_directory
+from pipeline.evaluation.chaos import Run, cleanup, feed_xml, settings_for, synthetic_articles, wait_for
 from pipeline.evaluation.isolation import indexed_count
 from pipeline.models import Article
 from pipeline.nlp.entities import article_text
@@ -225,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     site = Path(tempfile.mkdtemp(prefix="newsflow-bench-e2e-feeds-"))
     for i, items in enumerate(per_feed):
         write_feed(site, i, items)
-    with serve(site) as base:
+    with serve_directory(site) as base:
         feeds = [{"url": f"{base}/f{i}.xml", "min_interval_s": 1, "max_interval_s": 1} for i in range(args.feeds)]
         poller_env = {"NEWSFLOW_FEEDS": json.dumps(feeds), "NEWSFLOW_POLLER__JITTER": "0"}
         run = Run("bench-e2e", prefix="benche2e", **poller_env, NEWSFLOW_POLLER__INTERVAL_S="1")

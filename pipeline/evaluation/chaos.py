@@ -29,21 +29,19 @@ import random
 import shutil
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
 from kafka import KafkaConsumer, TopicPartition
 
+from pipeline.devstack.demo import serve_directory
 from pipeline.evaluation.bench_indexer import delete_indices
 from pipeline.evaluation.isolation import (
     indexed_count,
@@ -88,6 +86,14 @@ class RoundResult:
     @property
     def ok(self) -> bool:
         return self.lost == 0 and self.doubled == 0 and self.story_changed == 0 and self.dead_letters == 0
+
+    @classmethod
+    def tally(cls, target: str, expected: set[str], seen: list[str], **extra: Any) -> RoundResult:
+        """The round's counts from every id that arrived (an id twice in `seen` is a double)."""
+        counts = Counter(seen)
+        found = set(counts) & expected
+        doubled = sum(c - 1 for c in counts.values())
+        return cls(target, len(expected), len(found), len(expected - found), doubled, **extra)
 
     def line(self) -> str:
         return (
@@ -288,12 +294,10 @@ def worker_round(articles: int, kills: list[str], seed: int, keep_logs: bool = F
         for m in read_topic(s, s.kafka.topics.enriched):
             if m.get("message") != "story_move":  # a merge re-files an article on purpose: not a replay
                 stories[m["id"]].add(m["story_id"])
-        result = RoundResult(
+        result = RoundResult.tally(
             "worker",
-            expected=len(expected),
-            found=len(set(ids) & expected),
-            lost=len(expected - set(ids)),
-            doubled=len(ids) - len(set(ids)),
+            expected,
+            ids,
             story_changed=sum(1 for v in stories.values() if len(v) > 1),
             dead_letters=len(read_records(s, s.kafka.topics.deadletter)),
             kills=done,
@@ -336,12 +340,10 @@ def indexer_round(articles: int, kills: int, seed: int, keep_logs: bool = False)
         time.sleep(2)
         ids = indexed_ids(backend, s)
         expected = {k for k, _ in messages}
-        result = RoundResult(
+        result = RoundResult.tally(
             "indexer",
-            expected=len(expected),
-            found=len(set(ids) & expected),
-            lost=len(expected - set(ids)),
-            doubled=len(ids) - len(set(ids)),
+            expected,
+            ids,
             dead_letters=len(read_records(s, s.kafka.topics.deadletter)),
             kills=done,
             seconds=time.monotonic() - started,
@@ -363,27 +365,6 @@ def feed_xml(name: str, items: list[Article]) -> str:
     return f"{head}<title>{name}</title>{entries}</channel></rss>"
 
 
-@contextmanager
-def serve(directory: Path) -> Iterator[str]:
-    """A loopback HTTP server over `directory` (without request logging)."""
-
-    class Quiet(SimpleHTTPRequestHandler):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, directory=str(directory), **kwargs)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def poller_round(feeds: int, items_per_feed: int, kills: int, seed: int, keep_logs: bool = False) -> RoundResult:
     """Feeds grow by a few items a second while the scheduled poller runs; it is SIGKILLed `kills` times
     mid-cycle and restarted. Every item must reach the articles topic exactly once."""
@@ -394,7 +375,7 @@ def poller_round(feeds: int, items_per_feed: int, kills: int, seed: int, keep_lo
     per_feed = [pool[i::feeds] for i in range(feeds)]
     shown = [0] * feeds
     ok = False
-    with serve(site) as base:
+    with serve_directory(site) as base:
         feed_list = [{"url": f"{base}/f{i}.xml", "min_interval_s": 1, "max_interval_s": 2} for i in range(feeds)]
 
         def publish(more: int) -> None:
@@ -428,12 +409,10 @@ def poller_round(feeds: int, items_per_feed: int, kills: int, seed: int, keep_lo
             wait_for(lambda: set(produced()) >= expected, 120, interval=1.0)
             time.sleep(3)
             counts = produced()
-            result = RoundResult(
+            result = RoundResult.tally(
                 "poller",
-                expected=len(expected),
-                found=len(set(counts) & expected),
-                lost=len(expected - set(counts)),
-                doubled=sum(c - 1 for c in counts.values()),
+                expected,
+                list(counts.elements()),
                 kills=done,
                 seconds=time.monotonic() - started,
             )

@@ -9,14 +9,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
-
 from pipeline.search import SearchBackend
 from pipeline.settings import Settings
+from pipeline.stream import bus
 
 
 def isolated_env(prefix: str, state_dir: Path) -> dict[str, str]:
@@ -78,24 +76,13 @@ def read_topic(settings: Settings, topic: str, timeout_ms: int = 30_000) -> list
 
 def read_records(settings: Settings, topic: str, timeout_ms: int = 30_000) -> list[tuple[bytes | None, bytes | None]]:
     """Every committed (key, value) of `topic` up to its current end, in partition order."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-    )
+    consumer = bus.reader(settings)
     try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or set())]
-        if not tps:
-            return []
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        end = consumer.end_offsets(tps)  # read_committed: the last stable offset
-        out: dict[int, list[tuple[bytes | None, bytes | None]]] = {tp.partition: [] for tp in tps}
-        deadline = time.monotonic() + timeout_ms / 1000
-        while any(consumer.position(tp) < end[tp] for tp in tps) and time.monotonic() < deadline:
-            for tp, records in consumer.poll(timeout_ms=500).items():
-                out[tp.partition].extend((r.key, r.value) for r in records if r.offset < end[tp])
-        return [kv for p in sorted(out) for kv in out[p]]
+        records = sorted(
+            bus.records_to_end(consumer, bus.partitions(consumer, topic), timeout_ms / 1000),
+            key=lambda r: (r.partition, r.offset),
+        )
+        return [(r.key, r.value) for r in records]
     finally:
         consumer.close()
 

@@ -291,7 +291,7 @@ class Poller:
         finally:
             self._in_flight.discard(fid)
         if not result.ok:
-            await self._publish(state)
+            self._publish(state)
         return result
 
     async def _handle(self, feed: FeedConfig, state: FeedState, response: Response) -> FeedResult:
@@ -302,7 +302,7 @@ class Poller:
             result = FeedResult(feed.url, ok=True, status=304, not_modified=True)
             self.seen.record(result)
             self._succeeded(feed, state, response, new=0, ttl_s=None, max_age_s=max_age, now=now)
-            await self._publish(state)
+            self._publish(state)
             return result
         parsed = await asyncio.to_thread(  # CPU-bound: keep the event loop serving other feeds
             parse_feed,
@@ -380,21 +380,21 @@ class Poller:
 
     async def _commit(self, state: FeedState, items: list[Article]) -> None:
         """Items and the state that says they were produced, in one transaction (blocks until committed)."""
-        state.poller = self.poller_id
         t = self.settings.kafka.topics
         records = [Record(t.articles, a.id, a.model_dump_json().encode()) for a in items]
-        records.append(Record(t.feed_state, state.feed_id, json.dumps(state.to_json()).encode()))
-        await asyncio.to_thread(self.outbox.send, records)
+        await asyncio.to_thread(self.outbox.send, [*records, self._state_record(state)])
 
-    async def _publish(self, state: FeedState) -> None:
+    def _publish(self, state: FeedState) -> None:
         """A poll without items (304, failure): its state is advisory (schedule, backoff; a lost record costs one
         extra poll), so it rides along with the next transaction without waiting for it."""
-        state.poller = self.poller_id
-        record = Record(self.settings.kafka.topics.feed_state, state.feed_id, json.dumps(state.to_json()).encode())
         try:
-            self.outbox.send([record], wait=False)
+            self.outbox.send([self._state_record(state)], wait=False)
         except Exception as exc:
             log.warning("cannot publish state of feed %s: %s", state.feed_id, exc)
+
+    def _state_record(self, state: FeedState) -> Record:
+        state.poller = self.poller_id
+        return Record(self.settings.kafka.topics.feed_state, state.feed_id, json.dumps(state.to_json()).encode())
 
     def unseen_items(self, items: list[Article]) -> list[Article]:
         """Items not produced before (first occurrence wins when a feed repeats an id)."""

@@ -39,11 +39,6 @@ from pipeline.stream import bus
 log = logging.getLogger(__name__)
 
 
-def ensure_registry_topics(settings: Settings) -> list[str]:
-    """The registry and state topics are part of the bus's topic layout."""
-    return bus.ensure_topics(settings)
-
-
 def feed_of(value: dict[str, Any]) -> FeedConfig | None:
     """A registry record as a feed, or None (one warning line) for one that is not a valid feed, e.g. a URL
     written before URLs were checked at the door: it is never polled (`newsflow feeds remove ID` drops it)."""
@@ -126,7 +121,7 @@ def load_feeds(settings: Settings) -> dict[str, FeedConfig]:
 
 def seed_if_empty(settings: Settings, feeds: Iterable[FeedConfig]) -> int:
     """Put `config/feeds.yaml` into an empty registry (later the registry, not the file, is the truth)."""
-    ensure_registry_topics(settings)
+    bus.ensure_topics(settings)
     if load_feeds(settings):
         return 0
     return add_feeds(settings, feeds)

@@ -10,14 +10,14 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import NoBrokersAvailable, TopicAlreadyExistsError
 
-from pipeline.errors import NewsflowError, StackError
+from pipeline.errors import StackError
 from pipeline.models import DeadLetter
 from pipeline.settings import Settings
 
@@ -138,31 +138,47 @@ def send_dead_letters(settings: Settings, prod: KafkaProducer, records: Iterable
     return len(futures)
 
 
-def read_table(settings: Settings, topic: str, timeout_s: float = 30.0) -> dict[str, dict[str, Any]]:
-    """The latest committed JSON value per key of a compacted topic (tombstones remove the key), read to its
-    current end; unreadable records are skipped with a warning."""
-    consumer = KafkaConsumer(
+def reader(settings: Settings) -> KafkaConsumer:
+    """A consumer of no group that sees only committed transactions, for reading a topic from its start."""
+    return KafkaConsumer(
         bootstrap_servers=settings.kafka.bootstrap_servers,
         enable_auto_commit=False,
         group_id=None,
-        isolation_level="read_committed",  # the poller writes feed state inside transactions
+        isolation_level="read_committed",
         request_timeout_ms=settings.kafka.request_timeout_ms,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
     )
+
+
+def records_to_end(consumer: KafkaConsumer, tps: list[TopicPartition], timeout_s: float) -> Iterator[Any]:
+    """Every record of `tps` from the start to the end offsets as they are now (read_committed: the last stable
+    offset), partition by partition in the order polled. StackError if that takes over `timeout_s`."""
+    if not tps:
+        return
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    end = consumer.end_offsets(tps)
+    deadline = time.monotonic() + timeout_s
+    while any(consumer.position(tp) < end[tp] for tp in tps):
+        if time.monotonic() > deadline:
+            at = {tp.partition: f"{consumer.position(tp)}/{end[tp]}" for tp in tps}
+            raise StackError(f"reading {tps[0].topic} took over {timeout_s:.0f}s (at {at}); is Kafka overloaded?")
+        for tp, records in consumer.poll(timeout_ms=500).items():
+            yield from (r for r in records if r.offset < end[tp])
+
+
+def partitions(consumer: KafkaConsumer, topic: str) -> list[TopicPartition]:
+    return [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or set())]
+
+
+def read_table(settings: Settings, topic: str, timeout_s: float = 30.0) -> dict[str, dict[str, Any]]:
+    """The latest committed JSON value per key of a compacted topic (tombstones remove the key), read to its
+    current end; unreadable records are skipped with a warning."""
+    consumer = reader(settings)
     try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or set())]
-        if not tps:
-            return {}
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        end = consumer.end_offsets(tps)
         table: dict[str, dict[str, Any]] = {}
-        deadline = time.monotonic() + timeout_s
-        while any(consumer.position(tp) < end[tp] for tp in tps):
-            if time.monotonic() > deadline:
-                raise NewsflowError(f"timed out reading {topic} from Kafka")
-            for records in consumer.poll(timeout_ms=500).values():
-                for r in records:
-                    _apply(table, r.key, r.value)
+        for r in records_to_end(consumer, partitions(consumer, topic), timeout_s):
+            _apply(table, r.key, r.value)
         return table
     finally:
         consumer.close()

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import orjson
 from kafka import KafkaConsumer, TopicPartition
 
-from pipeline.errors import StackError
+from pipeline.stream import bus
 
 log = logging.getLogger(__name__)
 
@@ -103,21 +103,11 @@ def restore(consumer: KafkaConsumer, tp: TopicPartition, timeout_s: float) -> Ch
     Call it after the stage's transactional producer was initialised: that fences the previous owner and
     completes its open transaction, so the end read here is final and nothing more of it can appear."""
     state = ChangelogState()
-    consumer.assign([tp])
-    consumer.seek_to_beginning(tp)
-    end = consumer.end_offsets([tp])[tp]
     started = time.monotonic()
     records = 0
-    while consumer.position(tp) < end:
-        if time.monotonic() - started > timeout_s:
-            raise StackError(
-                f"restoring {tp.topic}[{tp.partition}] took over {timeout_s:.0f}s "
-                f"(at offset {consumer.position(tp)} of {end}); is Kafka overloaded?"
-            )
-        for batch in consumer.poll(timeout_ms=500).values():
-            for r in batch:
-                state.apply(r.key, r.value)
-                records += 1
+    for r in bus.records_to_end(consumer, [tp], timeout_s):
+        state.apply(r.key, r.value)
+        records += 1
     state.clear_changes()
     log.info(
         "restored %s[%d]: %d records in %.1fs, %s",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import email
 import email.policy
+import json
 import socket
 import subprocess
 import sys
@@ -15,8 +16,11 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from pipeline import status
 from pipeline.alerts.dispatch import Clock
+from pipeline.api.alerts import hash_key
 from pipeline.evaluation.isolation import indexed_ids, read_records, read_topic, spawn, stop
 from pipeline.models import EnrichedArticle, utcnow
 from pipeline.search import SearchBackend, connect
@@ -130,3 +134,24 @@ class AlertStage:
 
 
 __all__ = ["indexed_ids", "read_records", "read_topic", "spawn", "stop"]  # re-exported for the tests
+
+
+@contextlib.contextmanager
+def api_process(env: dict[str, str], keys: dict[str, str], log: Path) -> Iterator[tuple[str, int]]:
+    """`newsflow api` in its own process with `env`, accepting `keys` (owner -> key); yields (base URL, pid)."""
+    port = free_port()
+    hashed = [{"owner": owner, "sha256": hash_key(key)} for owner, key in keys.items()]
+    env = {**env, "NEWSFLOW_API__PORT": str(port), "NEWSFLOW_API__KEYS": json.dumps(hashed)}
+    proc = spawn(["api"], env, log)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(
+            lambda: proc.poll() is not None or httpx.get(f"{base}/openapi.json").status_code == 200,
+            60,
+            f"the API ({log.stem}) to listen",
+            interval=0.2,
+        )
+        assert proc.poll() is None, log.read_text()
+        yield base, proc.pid
+    finally:
+        stop(proc)

@@ -13,11 +13,11 @@ import httpx
 import pytest
 
 from pipeline.alerts.store import SubscriptionStore
-from pipeline.api.alerts import API_KEY_HEADER, hash_key
+from pipeline.api.alerts import API_KEY_HEADER
 from pipeline.models import EnrichedArticle, Story
 from pipeline.search import SearchBackend
 from tests.conftest import Isolated
-from tests.integration.helpers import articles_in_engine, free_port, newsflow, spawn, stop, wait_until
+from tests.integration.helpers import api_process, articles_in_engine, newsflow
 
 pytestmark = pytest.mark.integration
 
@@ -60,23 +60,8 @@ def engine(isolated: Isolated) -> Iterator[SearchBackend]:
 @pytest.fixture
 def api(isolated: Isolated, engine: SearchBackend, tmp_path: Path) -> Iterator[str]:
     """`newsflow api` in its own process, configured from the environment; yields its base URL."""
-    port = free_port()
-    keys = [{"owner": owner, "sha256": hash_key(key)} for owner, key in KEYS.items()]
-    env = {**isolated.env, "NEWSFLOW_API__PORT": str(port), "NEWSFLOW_API__KEYS": json.dumps(keys)}
-    log = tmp_path / "api.log"
-    proc = spawn(["api"], env, log)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(
-            lambda: proc.poll() is not None or httpx.get(f"{base}/openapi.json").status_code == 200,
-            60,
-            "the API to listen",
-            interval=0.2,
-        )
-        assert proc.poll() is None, log.read_text()
+    with api_process(isolated.env, KEYS, tmp_path / "api.log") as (base, _):
         yield base
-    finally:
-        stop(proc)
 
 
 def as_(owner: str) -> dict[str, str]:

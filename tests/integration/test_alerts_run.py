@@ -22,6 +22,7 @@ from pipeline.devstack.demo import DEMO_DIR, AlertReceiver, serve_directory
 from pipeline.ingest import registry
 from pipeline.search import connect
 from pipeline.settings import FeedConfig, WorkerSettings, load_settings
+from pipeline.stream import bus
 from tests.conftest import Isolated
 from tests.integration.helpers import log_tail, spawn, stop, wait_until
 
@@ -91,7 +92,7 @@ def test_run_alerts_within_seconds_of_the_poll(
     log = tmp_path / "run.log"
     try:
         with serve_directory(site) as base:
-            registry.ensure_registry_topics(settings)
+            bus.ensure_topics(settings)
             registry.add_feeds(settings, [FeedConfig(url=f"{base}/{name}") for name in demo])
             run = spawn(["run"], env, log)
             try:

@@ -24,13 +24,14 @@ from typing import Any
 import httpx
 import pytest
 
-from pipeline.api.alerts import API_KEY_HEADER, hash_key
+from pipeline.api.alerts import API_KEY_HEADER
 from pipeline.devstack import opensearch as local_opensearch
 from pipeline.models import EnrichedArticle, Story
 from pipeline.search import SearchBackend
 from pipeline.settings import Settings
 from tests.conftest import Isolated
-from tests.integration.helpers import articles_in_engine, free_port, newsflow, spawn, stop, wait_until
+from tests.integration import helpers
+from tests.integration.helpers import articles_in_engine, newsflow
 
 pytestmark = pytest.mark.integration
 
@@ -113,23 +114,8 @@ def rss_mb(pid: int) -> float:
 @contextlib.contextmanager
 def api_process(isolated: Isolated, tmp_path: Path, name: str, **env: str) -> Iterator[tuple[str, int]]:
     """`newsflow api` in its own process with the test's settings (+ `env`); yields (base URL, pid)."""
-    port = free_port()
-    keys = [{"owner": owner, "sha256": hash_key(key)} for owner, key in KEYS.items()]
-    env = {**isolated.env, "NEWSFLOW_API__PORT": str(port), "NEWSFLOW_API__KEYS": json.dumps(keys), **env}
-    log = tmp_path / f"{name}.log"
-    proc = spawn(["api"], env, log)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(
-            lambda: proc.poll() is not None or httpx.get(f"{base}/openapi.json").status_code == 200,
-            60,
-            f"the API ({name}) to listen",
-            interval=0.2,
-        )
-        assert proc.poll() is None, log.read_text()
-        yield base, proc.pid
-    finally:
-        stop(proc)
+    with helpers.api_process({**isolated.env, **env}, KEYS, tmp_path / f"{name}.log") as running:
+        yield running
 
 
 def raw_request(

@@ -1,8 +1,10 @@
 """Chaos, bounded: real processes SIGKILLed at chosen moments against the real Kafka and OpenSearch, then
 every article is counted. `make chaos` runs the same rounds many times and prints the figures.
 
-These failed on the Faust worker this replaced (one round in three lost 1,305 of 2,000 articles); each asserts
-the counts themselves, so a single lost, doubled or re-filed article fails it.
+Each asserts the counts themselves, so a single lost, doubled or re-filed article fails it. On the code before
+issue 19, the worker round lost articles in one round of three (1,305 of 2,000 once): one round here is a
+sample, `make chaos` the measurement. The indexer and poller rounds passed on that code too (the poller's
+narrow window is shown by tests/unit/ingest/test_poller_http.py's aborted-transaction test).
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ def test_indexer_killed_mid_bulk_indexes_every_article_once(stack: Settings) -> 
     result = chaos.indexer_round(2000, 4, seed=12)
     print(result.line())
     assert result.found == result.expected == 2000
-    assert len(result.kills) >= 2, result.kills  # at least two of the kills landed while work was left
+    mid_stream = [k for k in result.kills if int(k.removeprefix("at ")) < 2000]
+    assert len(mid_stream) >= 2, result.kills  # at least two kills landed while articles were left to index
     assert result.ok, result.line()
 
 

@@ -30,13 +30,13 @@ from pipeline.alerts.alert_log import AlertLog
 from pipeline.alerts.delivery import Senders
 from pipeline.alerts.messages import render
 from pipeline.alerts.models import Alert, KafkaChannel
-from pipeline.api.alerts import API_KEY_HEADER, hash_key
+from pipeline.api.alerts import API_KEY_HEADER
 from pipeline.search import connect
 from pipeline.stream import bus
 from pipeline.stream.loops import AtLeastOnceLoop
 from pipeline.stream.tag import TagStage
 from tests.conftest import Isolated
-from tests.integration.helpers import free_port, read_records, read_topic, spawn, stop, wait_until
+from tests.integration.helpers import api_process, read_records, read_topic, stop, wait_until
 from tests.unit.alerts.samples import sub
 from tests.unit.stream.test_stream import FakeTagger, article
 
@@ -103,19 +103,8 @@ def test_the_cli_refuses_a_kafka_channel_into_the_pipeline_or_off_the_list(isola
 
 
 def test_the_api_refuses_them_with_422_and_stores_nothing(isolated: Isolated, allowed: str, tmp_path: Path) -> None:
-    port = free_port()
-    keys = json.dumps([{"owner": "ann", "sha256": hash_key(KEY)}])
-    env = {**isolated.env, "NEWSFLOW_API__PORT": str(port), "NEWSFLOW_API__KEYS": keys}
-    proc = spawn(["api"], env, tmp_path / "api.log")
-    base, headers = f"http://127.0.0.1:{port}", {API_KEY_HEADER: KEY}
-    try:
-        wait_until(
-            lambda: proc.poll() is not None or httpx.get(f"{base}/openapi.json").status_code == 200,
-            60,
-            "the API to listen",
-            interval=0.2,
-        )
-        assert proc.poll() is None, (tmp_path / "api.log").read_text()
+    headers = {API_KEY_HEADER: KEY}
+    with api_process(isolated.env, {"ann": KEY}, tmp_path / "api.log") as (base, _):
 
         def create(topic: str) -> httpx.Response:
             body = {"name": "loop", "query": "Korea", "channels": [{"type": "kafka", "topic": topic}]}
@@ -130,8 +119,6 @@ def test_the_api_refuses_them_with_422_and_stores_nothing(isolated: Isolated, al
         assert create(allowed).status_code == 201
         stored = httpx.get(f"{base}/subscriptions", headers=headers, timeout=30).json()
         assert [c["topic"] for s in stored for c in s["channels"]] == [allowed]
-    finally:
-        stop(proc)
 
 
 def test_an_alert_reaches_a_listed_topic_and_never_an_own_one(isolated: Isolated, allowed: str) -> None:

@@ -104,7 +104,7 @@ def test_two_pollers_split_feeds_and_take_over_from_a_killed_one(
     write_feeds(site, FEEDS)
     bus.ensure_topics(settings)
     with serve_directory(site) as base:
-        registry.ensure_registry_topics(settings)
+        bus.ensure_topics(settings)
         feeds = [FeedConfig(url=f"{base}/f{i}.xml", name=f"Feed {i}") for i in range(FEEDS)]
         assert registry.add_feeds(settings, feeds) == FEEDS
         ids = {f.feed_id() for f in feeds}

@@ -4,8 +4,6 @@ the reason, not retried), and the door check that keeps such a subscription from
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from pipeline.alerts.delivery import PermanentError, Senders, with_retries
@@ -16,15 +14,7 @@ from pipeline.ingest import safety
 from pipeline.ingest.safety import OutboundRefused
 from pipeline.settings import AlertSettings, Settings
 from tests.unit.alerts.samples import sub
-from tests.unit.ingest.test_outbound import Resolver, Server
-
-
-@pytest.fixture
-def server() -> Iterator[Server]:
-    s = Server()
-    yield s
-    s.http.shutdown()
-    s.http.server_close()
+from tests.unit.loopback import Resolver, Server
 
 
 def senders(*allowed: str) -> Senders:

@@ -64,7 +64,7 @@ def broker(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Broker]:
     monkeypatch.setattr(cli, "configure_logging", lambda verbose: None)
     b = Broker()
     monkeypatch.setattr(bus, "producer", lambda *a, **k: b)
-    monkeypatch.setattr(registry, "ensure_registry_topics", lambda settings: [])
+    monkeypatch.setattr(bus, "ensure_topics", lambda settings: [])
     monkeypatch.setattr(registry, "feed_records", lambda settings: dict(b.table))
     get_settings.cache_clear()
     yield b

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -15,21 +13,10 @@ from pipeline.models import Article
 FEED = "https://alpha.example/rss"
 
 
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "state" / "poller" / "seen.sqlite"  # parent folders do not exist yet
-
-
-@pytest.fixture
-def store(db_path: Path) -> Iterator[SeenStore]:
-    s = SeenStore(db_path, ttl_days=30)
-    yield s
-    s.close()
-
-
 def _item(article_id: str, title: str = "") -> Article:
-    return Article(id=article_id, feed=FEED, source="Alpha", title=title or article_id,
-                   published=datetime(2024, 3, 1, tzinfo=UTC))
+    return Article(
+        id=article_id, feed=FEED, source="Alpha", title=title or article_id, published=datetime(2024, 3, 1, tzinfo=UTC)
+    )
 
 
 @pytest.fixture

@@ -3,27 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from pipeline.ingest.results import FeedResult
 from pipeline.ingest.seen import SeenStore
 
 FEED = "https://alpha.example/rss"
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "state" / "poller" / "seen.sqlite"  # parent folders do not exist yet
-
-
-@pytest.fixture
-def store(db_path: Path) -> Iterator[SeenStore]:
-    s = SeenStore(db_path, ttl_days=30)
-    yield s
-    s.close()
 
 
 # --- SeenStore: ids ----------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 import elastic_transport
 import opensearchpy.exceptions as os_exc
@@ -21,17 +21,9 @@ from pipeline.search.indexer import (
     rejection_letters,
 )
 from pipeline.settings import SearchSettings, Settings
+from tests.unit.records import Rec as Record
 
 TOPIC = "t.enriched"
-
-
-class Record(NamedTuple):
-    """The ConsumerRecord fields the helpers read."""
-
-    topic: str
-    partition: int
-    offset: int
-    value: bytes | None
 
 
 def _enriched(article_id: str = "a1") -> bytes:

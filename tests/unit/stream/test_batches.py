@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from kafka import TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from pipeline.stream.batches import next_offsets
+from tests.unit.records import Rec as Record
 
 TOPIC = "t.enriched"
-
-
-class Record(NamedTuple):
-    topic: str
-    partition: int
-    offset: int
-    value: bytes | None
 
 
 def test_next_offsets_is_highest_offset_plus_one_per_partition() -> None:
@@ -38,5 +30,3 @@ def test_next_offsets_is_highest_offset_plus_one_per_partition() -> None:
 
 def test_next_offsets_of_nothing_is_empty() -> None:
     assert next_offsets([]) == {}
-
-

@@ -4,14 +4,15 @@ take-over relies on (restored tables must answer exactly as the ones that wrote 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from pipeline.models import Article, EnrichedArticle, TaggedArticle
-from pipeline.settings import Settings
-from pipeline.stream.assign import AssignStage
+from pipeline.settings import DedupSettings, Settings
+from pipeline.stories.engine import StoryEngine
+from pipeline.stream.assign import AssignStage, in_publication_order
 from pipeline.stream.state import ChangelogState
 from pipeline.stream.tag import TagStage
+from tests.unit.records import Rec
 
 T0 = datetime(2026, 11, 20, 8, tzinfo=UTC)
 TEXT = (
@@ -20,23 +21,18 @@ TEXT = (
 )
 
 
-@dataclass
-class Rec:
-    value: bytes | None
-    offset: int
-    topic: str = "articles"
-    partition: int = 0
+def rec(value: bytes | None, offset: int, topic: str = "articles") -> Rec:
+    return Rec(topic, 0, offset, value)
 
 
-def article(aid: str, minutes: int = 0, title: str = "Putin to visit North Korea") -> Article:
+def article(aid: str, minutes: int = 0, title: str = "Putin to visit North Korea", source: str = "a") -> Article:
     when = T0 + timedelta(minutes=minutes)
-    return Article(
-        id=aid, feed="https://a.example/rss", source="a", title=title, text=TEXT, published=when, fetched_at=when
-    )
+    feed = f"https://{source}.example/rss"
+    return Article(id=aid, feed=feed, source=source, title=title, text=TEXT, published=when, fetched_at=when)
 
 
-def tagged(aid: str, minutes: int = 0) -> TaggedArticle:
-    return TaggedArticle(**article(aid, minutes).model_dump(), language="en")
+def tagged(aid: str, minutes: int = 0, source: str = "a") -> TaggedArticle:
+    return TaggedArticle(**article(aid, minutes, source=source).model_dump(), language="en")
 
 
 class FakeTagger:
@@ -51,10 +47,10 @@ class FakeTagger:
 def test_tag_stage_isolates_a_poison_article_and_keeps_the_rest() -> None:
     stage = TagStage(Settings(), FakeTagger())  # type: ignore[arg-type]
     batch = [
-        Rec(article("a").model_dump_json().encode(), 0),
-        Rec(article("p", title="poison").model_dump_json().encode(), 1),
-        Rec(b"\xff\xfe not utf-8", 2),
-        Rec(article("b").model_dump_json().encode(), 3),
+        rec(article("a").model_dump_json().encode(), 0),
+        rec(article("p", title="poison").model_dump_json().encode(), 1),
+        rec(b"\xff\xfe not utf-8", 2),
+        rec(article("b").model_dump_json().encode(), 3),
     ]
     result = stage.handle(batch)  # type: ignore[arg-type]
     assert [o.key for o in result.outputs] == [b"a", b"b"] and result.processed == 2
@@ -73,7 +69,7 @@ def test_a_restored_changelog_answers_replays_exactly_as_the_original_tables() -
     stage = AssignStage(settings)
     state = ChangelogState()
     stage.bind(state)
-    first = stage.handle([Rec(tagged("orig").model_dump_json().encode(), 0, "tagged")])  # type: ignore[list-item]
+    first = stage.handle([rec(tagged("orig").model_dump_json().encode(), 0, "tagged")])  # type: ignore[list-item]
     log = state.changes()
     assert log and all(k.split(b"/")[0] in {b"stories", b"articles", b"keys"} for k, _ in log)
     state.clear_changes()
@@ -85,8 +81,8 @@ def test_a_restored_changelog_answers_replays_exactly_as_the_original_tables() -
     assert restored.sizes() == state.sizes()
     again = AssignStage(settings)
     again.bind(restored)
-    replay = again.handle([Rec(tagged("orig").model_dump_json().encode(), 0, "tagged")])  # type: ignore[list-item]
-    copy = again.handle([Rec(tagged("copy", 30).model_dump_json().encode(), 1, "tagged")])  # type: ignore[list-item]
+    replay = again.handle([rec(tagged("orig").model_dump_json().encode(), 0, "tagged")])  # type: ignore[list-item]
+    copy = again.handle([rec(tagged("copy", 30).model_dump_json().encode(), 1, "tagged")])  # type: ignore[list-item]
     story = EnrichedArticle.model_validate_json(first.outputs[0].value or b"").story_id
     assert EnrichedArticle.model_validate_json(replay.outputs[0].value or b"").story_id == story
     dup = EnrichedArticle.model_validate_json(copy.outputs[0].value or b"")
@@ -105,3 +101,22 @@ def test_deletions_reach_the_changelog_as_tombstones() -> None:
     restored.apply(b"keys/k", None)
     restored.apply(b"unknown/x", b"1")  # a table of a newer version: skipped, not fatal
     assert restored.sizes() == {"stories": 0, "articles": 0, "keys": 0}
+
+
+def test_a_batch_is_assigned_in_publication_order_whatever_order_tagging_finished_in() -> None:
+    """Reports tagged in parallel arrive in no meaningful order: taken by publication time, a copy never becomes
+    the original."""
+    original, wire_copy = tagged("orig", 0, "meridian"), tagged("copy", 40, "wire")
+    batch = [
+        rec(wire_copy.model_dump_json().encode(), 0, "t.tagged"),
+        rec(b"{not json", 1, "t.tagged"),
+        rec(original.model_dump_json().encode(), 2, "t.tagged"),
+    ]
+    articles, dead = in_publication_order(batch, "assign")
+    assert [a.id for _, a in articles] == ["orig", "copy"]
+    assert [r.offset for r, _ in articles] == [2, 0]  # each keeps its own record
+    assert len(dead) == 1 and dead[0].reason.startswith("not a TaggedArticle v1") and dead[0].stage == "assign"
+    assert (dead[0].topic, dead[0].offset, dead[0].payload) == ("t.tagged", 1, "{not json")
+    engine = StoryEngine(DedupSettings())
+    results = [engine.assign(a) for _, a in articles]
+    assert results[1].duplicate_of == "orig" and results[0].duplicate_of is None
