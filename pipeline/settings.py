@@ -130,6 +130,8 @@ class WorkerSettings(_Section):
     maintenance_every_s: float = Field(
         60.0, gt=0, description="story upkeep (merge quiet small stories, close idle ones) this often"
     )
+    retry_backoff_s: float = Field(1.0, gt=0, description="a failed batch is done again after this, doubling")
+    retry_backoff_max_s: float = Field(30.0, gt=0)
 
     @property
     def tag_group(self) -> str:

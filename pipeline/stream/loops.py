@@ -90,6 +90,7 @@ class _Loop:
         self.batch_size = batch_size
         self.window_s = window_s
         self.stats = LoopStats()
+        self._failing = 0  # failures in a row: the backoff grows with these, and starts over after a success
         self.stop_event = threading.Event()
         self.failure: BaseException | None = None  # set when the loop died; the worker exits non-zero
         self._thread: threading.Thread | None = None
@@ -126,9 +127,11 @@ class _Loop:
     def _failed(self, what: str, exc: BaseException) -> None:
         """Count, log once in words, and wait a little before the batch is done again (never skipped)."""
         self.stats.retries += 1
+        self._failing += 1
         self.stats.last_error = f"{type(exc).__name__}: {exc}"
         log.warning("%s stage: %s failed (%s); doing it again", self.name, what, self.stats.last_error)
-        self.stop_event.wait(min(30.0, self.settings.search.retry_backoff_s * 2 ** min(self.stats.retries, 6)))
+        w = self.settings.worker
+        self.stop_event.wait(min(w.retry_backoff_max_s, w.retry_backoff_s * 2 ** min(self._failing - 1, 16)))
 
 
 class AtLeastOnceLoop(_Loop):
@@ -172,6 +175,7 @@ class AtLeastOnceLoop(_Loop):
             self._failed("a commit", exc)
             return
         self.stats.batches += 1
+        self._failing = 0
         self.stats.processed += result.processed
         self.stats.dead_letters += len(result.dead)
 
@@ -267,13 +271,7 @@ class TransactionalLoop(_Loop):
         producer = bus.producer(self.settings, transactional_id=f"{self.group}.{tp.partition}")
         try:
             producer.init_transactions()
-            reader = KafkaConsumer(
-                bootstrap_servers=self.settings.kafka.bootstrap_servers,
-                group_id=None,
-                enable_auto_commit=False,
-                isolation_level="read_committed",
-                max_partition_fetch_bytes=8 * 1024 * 1024,
-            )
+            reader = bus.reader(self.settings)
             try:
                 state = restore(
                     reader, TopicPartition(self.state_topic, tp.partition), self.settings.worker.restore_timeout_s
@@ -331,6 +329,7 @@ class TransactionalLoop(_Loop):
             return
         owned.state.clear_changes()
         self.stats.batches += 1
+        self._failing = 0
         self.stats.processed += result.processed
         self.stats.dead_letters += len(result.dead)
 
